@@ -1,0 +1,83 @@
+"""The mooring exception tree: one root, ``MooringError``."""
+
+from __future__ import annotations
+
+
+class MooringError(Exception):
+    """Root of every error mooring raises on purpose."""
+
+
+class ConfigurationError(MooringError):
+    """A developer mistake in how mooring was set up (for example a duplicate agent_id)."""
+
+
+class InvalidIdentifierError(MooringError, ValueError):
+    """A session, agent or multi-agent id that cannot be stored safely."""
+
+
+class SessionNotFoundError(MooringError, LookupError):
+    """The named session does not exist in the store."""
+
+
+class ConflictError(MooringError):
+    """A conditional write lost: the record changed (or the id was taken) since it was read.
+
+    ``head`` is the store's next free message id when the conflict is about messages,
+    ``version`` the stored record version when it is about a versioned record.
+    """
+
+    def __init__(self, message: str, *, head: int | None = None, version: int | None = None) -> None:
+        super().__init__(message)
+        self.head = head
+        self.version = version
+
+
+class LeaseTimeoutError(MooringError, TimeoutError):
+    """Another process held the session's invocation lease for longer than we were willing to wait."""
+
+
+class LeaseLostError(MooringError):
+    """The invocation lease expired or was taken over while the invocation ran (fencing)."""
+
+
+class CorruptRecordError(MooringError):
+    """A stored record could not be decoded; the message names which one."""
+
+
+class StorageUnavailableError(MooringError):
+    """The storage backend could not be reached or failed; the driver error is chained."""
+
+
+class ModelError(MooringError):
+    """A model provider failed."""
+
+
+class ModelThrottledError(ModelError):
+    """The provider kept throttling after the bounded retries."""
+
+
+class ContextWindowOverflowError(ModelError):
+    """The conversation no longer fits the model's context window."""
+
+
+class ModelNotAvailableError(ModelError, ConfigurationError):
+    """The requested model or provider cannot be used here (unknown name, missing SDK, credentials)."""
+
+
+class MaxCyclesExceededError(MooringError):
+    """The agent loop ran more model/tool cycles than ``max_cycles`` allows."""
+
+
+class ConcurrentInvocationError(MooringError):
+    """A second invocation started on an Agent instance while the first was still running."""
+
+
+class ToolError(MooringError):
+    """A tool definition is invalid."""
+
+
+def missing_extra(extra: str, module: str) -> ImportError:
+    """The ImportError raised when an optional driver is not installed."""
+    return ImportError(
+        f"{module} is not installed; install it with: pip install 'mooring[{extra}]'"
+    )

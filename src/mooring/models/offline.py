@@ -1,0 +1,130 @@
+"""The ``offline`` model: deterministic, no network, and honest about being a stand-in.
+
+It answers from the conversation it is given, so that memory is visible: asked "What did I
+just ask you?" it quotes the previous user question. When the prompt names one of the
+agent's tools it calls that tool, with arguments taken from the prompt.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from mooring.models.base import message_to_events
+from mooring.types import Message, StreamEvent, text_of, tool_result_ids
+
+PREFIX = "[offline model] "
+
+_FACTS = {
+    "capital of france": "The capital of France is Paris.",
+    "capital of germany": "The capital of Germany is Berlin.",
+    "capital of japan": "The capital of Japan is Tokyo.",
+    "capital of italy": "The capital of Italy is Rome.",
+    "capital of spain": "The capital of Spain is Madrid.",
+}
+
+_MEMORY_QUESTIONS = re.compile(r"\bwhat did i (just |previously |last )?(ask|say)\b|\bmy (last|previous) question\b", re.I)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+class OfflineModel:
+    """A deterministic stand-in model for demos and tests (``model="offline"``)."""
+
+    def __init__(self, chunk_size: int = 8) -> None:
+        self.chunk_size = chunk_size
+        self._ids = itertools.count(1)
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        tool_specs: Sequence[dict[str, Any]] | None = None,
+        system_prompt: str | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        reply = self._reply(list(messages), list(tool_specs or []))
+        prompt_chars = sum(len(text_of(m)) for m in messages)
+        out_chars = len(str(reply))
+        usage = {"inputTokens": prompt_chars // 4, "outputTokens": out_chars // 4}
+        usage["totalTokens"] = usage["inputTokens"] + usage["outputTokens"]
+        for event in message_to_events(reply, usage=usage, chunk_size=self.chunk_size):
+            yield event
+
+    def _reply(self, messages: list[Message], tool_specs: list[dict[str, Any]]) -> Message:
+        last = messages[-1] if messages else None
+        if last is not None and tool_result_ids(last):
+            return _text(PREFIX + _summarize_results(last))
+        prompts = [m for m in messages if m["role"] == "user" and not tool_result_ids(m) and text_of(m)]
+        prompt = text_of(last) if last is not None else ""
+        if _MEMORY_QUESTIONS.search(prompt):
+            earlier = prompts[:-1]
+            if not earlier:
+                return _text(PREFIX + "You have not asked me anything before this.")
+            return _text(PREFIX + f'You asked: "{text_of(earlier[-1])}"')
+        for spec in tool_specs:
+            if _mentions(prompt, spec["name"]):
+                tool_input = _arguments(prompt, spec)
+                return {
+                    "role": "assistant",
+                    "content": [
+                        {"text": PREFIX + f"Calling {spec['name']}."},
+                        {"toolUse": {"toolUseId": f"offline-{next(self._ids)}", "name": spec["name"], "input": tool_input}},
+                    ],
+                }
+        lowered = prompt.lower()
+        for key, answer in _FACTS.items():
+            if key in lowered:
+                return _text(PREFIX + answer)
+        if re.search(r"\bhow many messages\b", lowered):
+            return _text(PREFIX + f"This conversation holds {len(messages)} messages, this one included.")
+        turn = len(prompts)
+        return _text(
+            PREFIX
+            + f'I received "{prompt}" (message {len(messages)}, your prompt number {turn}). '
+            "I am an offline stand-in: set MOORING_MODEL or pass model=... for real answers."
+        )
+
+
+def _text(text: str) -> Message:
+    return {"role": "assistant", "content": [{"text": text}]}
+
+
+def _mentions(prompt: str, tool_name: str) -> bool:
+    words = re.escape(tool_name).replace("_", "[_ ]")
+    return re.search(rf"\b{words}\b", prompt, re.I) is not None
+
+
+def _arguments(prompt: str, spec: dict[str, Any]) -> dict[str, Any]:
+    schema = spec.get("inputSchema", {}).get("json", {})
+    properties: dict[str, Any] = schema.get("properties", {})
+    numbers = _NUMBER.findall(prompt)
+    quoted = re.findall(r'"([^"]*)"', prompt)
+    args: dict[str, Any] = {}
+    for name, prop in properties.items():
+        kind = prop.get("type")
+        if kind in ("integer", "number") and numbers:
+            raw = numbers.pop(0)
+            args[name] = int(float(raw)) if kind == "integer" else float(raw)
+        elif kind == "string":
+            args[name] = quoted.pop(0) if quoted else prompt
+    return args
+
+
+def _summarize_results(message: Message) -> str:
+    parts = []
+    for block in message["content"]:
+        result = block.get("toolResult")
+        if not result:
+            continue
+        pieces = []
+        for item in result["content"]:
+            if "text" in item:
+                pieces.append(item["text"])
+            elif "json" in item:
+                pieces.append(str(item["json"]))
+        joined = " ".join(pieces)
+        if result["status"] == "error":
+            parts.append(f"The tool reported an error: {joined}")
+        else:
+            parts.append(f"The tool returned: {joined}")
+    return " ".join(parts)

@@ -51,9 +51,7 @@ class Usage(TypedDict):
     totalTokens: int
 
 
-StopReason = Literal[
-    "end_turn", "tool_use", "max_tokens", "stop_sequence", "guardrail_intervened", "content_filtered"
-]
+StopReason = Literal["end_turn", "tool_use", "max_tokens", "stop_sequence", "guardrail_intervened", "content_filtered"]
 
 # One streamed model event: a dict with exactly one key among messageStart, contentBlockStart,
 # contentBlockDelta, contentBlockStop, messageStop, metadata, redactContent.

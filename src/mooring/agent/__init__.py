@@ -1,7 +1,11 @@
 """The agent runtime: the loop, state, tools, hooks and conversation managers."""
 
 from mooring.agent.agent import Agent
-from mooring.agent.conversation import ConversationManager, NullConversationManager, SlidingWindowConversationManager
+from mooring.agent.conversation import (
+    ConversationManager,
+    NullConversationManager,
+    SlidingWindowConversationManager,
+)
 from mooring.agent.result import AgentResult
 from mooring.agent.state import AgentState
 from mooring.agent.tools import FunctionTool, ToolContext, tool

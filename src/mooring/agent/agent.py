@@ -248,7 +248,11 @@ class Agent:
                 continue
             yield {
                 "result": AgentResult(
-                    stop_reason=assembler.stop_reason, message=message, usage=usage, cycles=cycles, state=self.state.get()
+                    stop_reason=assembler.stop_reason,
+                    message=message,
+                    usage=usage,
+                    cycles=cycles,
+                    state=self.state.get(),
                 )
             }
             return

@@ -84,7 +84,11 @@ class FunctionTool:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "inputSchema": {"json": self.input_schema}}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": {"json": self.input_schema},
+        }
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -131,7 +135,9 @@ def tool(func: Callable[..., Any]) -> FunctionTool: ...
 
 
 @overload
-def tool(*, name: str | None = None, description: str | None = None) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+def tool(
+    *, name: str | None = None, description: str | None = None
+) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
 def tool(

@@ -1,0 +1,152 @@
+"""Low-level file operations for the file backend: no symlink followed, durable publishes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from mooring.errors import ConfigurationError, CorruptRecordError, StorageUnavailableError
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+class SymlinkRefusedError(ConfigurationError):
+    """A path component under the storage directory is a symlink."""
+
+
+def open_dir(root_fd: int, parts: Sequence[str], *, create: bool, root: str) -> int:
+    """Open ``root/parts...`` as a directory fd without following any symlink under root.
+
+    Missing directories are created (mode 0700) when ``create``; otherwise FileNotFoundError.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            try:
+                nfd = os.open(part, _O_DIR, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(part, DIR_MODE, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                nfd = os.open(part, _O_DIR, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise SymlinkRefusedError(
+                        f"refusing {os.path.join(root, *parts)}: {part!r} is a symlink or not a directory"
+                    ) from exc
+                raise
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextmanager
+def dir_fd(root_fd: int, parts: Sequence[str], *, create: bool, root: str) -> Iterator[int]:
+    fd = open_dir(root_fd, parts, create=create, root=root)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def read_json(dfd: int, name: str, where: str) -> Any | None:
+    """Parse ``name`` in directory ``dfd``; None if missing, CorruptRecordError if unreadable."""
+    try:
+        fd = os.open(name, _O_READ, dir_fd=dfd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SymlinkRefusedError(f"refusing {where}: it is a symlink") from exc
+        raise StorageUnavailableError(f"cannot open {where}: {exc}") from exc
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptRecordError(f"{where} is corrupt or truncated ({len(raw)} bytes): {exc}") from exc
+
+
+def exists(dfd: int, name: str) -> bool:
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode)
+
+
+def encode(data: Any) -> bytes:
+    return json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+
+
+def write_temp(dfd: int, payload: bytes, durable: bool) -> str:
+    """Write ``payload`` to a fresh uniquely named temp file in ``dfd``; returns its name."""
+    name = f".mooring-{uuid.uuid4().hex}.tmp"
+    fd = os.open(name, _O_TEMP, FILE_MODE, dir_fd=dfd)
+    try:
+        view = memoryview(payload)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(dfd, name)
+        raise
+    os.close(fd)
+    return name
+
+
+def publish_new(dfd: int, temp: str, name: str) -> bool:
+    """Link ``temp`` to ``name`` only if ``name`` is free; False if it was taken. Removes ``temp``."""
+    try:
+        os.link(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        _unlink_quietly(dfd, temp)
+
+
+def publish_replace(dfd: int, temp: str, name: str) -> None:
+    try:
+        os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        _unlink_quietly(dfd, temp)
+        raise
+
+
+def fsync_dir(dfd: int) -> None:
+    os.fsync(dfd)
+
+
+def _unlink_quietly(dfd: int, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except FileNotFoundError:
+        pass

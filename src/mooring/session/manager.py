@@ -1,0 +1,451 @@
+"""Session managers decide WHEN to persist; repositories decide HOW.
+
+``RepositorySessionManager`` subscribes to an Agent's lifecycle events and keeps the store
+and the agent in step, following the concurrency protocol:
+
+- on ``AgentInitialized``: restore state, conversation-manager state and the window of
+  messages after ``removed_message_count``, read by id up to the store's head;
+- on ``BeforeInvocation``: take the (session, agent) lease, then catch up on messages and
+  state that other processes stored since;
+- on ``MessageAdded``: append conditionally at the head the manager expects. A user prompt
+  is held back until the model has answered it (so a guardrail redaction is applied before
+  the first write, and a crash mid-call leaves no unanswered prompt behind);
+- on ``AfterInvocation``: write the agent record (compare-and-set, merging other processes'
+  state keys), then release the lease, also when the invocation failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mooring._ids import validate_id
+from mooring.agent.hooks import (
+    AfterInvocation,
+    AfterModelCall,
+    AgentInitialized,
+    BeforeInvocation,
+    HookRegistry,
+    MessageAdded,
+    RedactionRequested,
+)
+from mooring.errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptRecordError,
+    LeaseLostError,
+    LeaseTimeoutError,
+)
+from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from mooring.session.repository import Lease, SessionRepository
+from mooring.types import Message, tool_result_ids
+
+if TYPE_CHECKING:
+    from mooring.agent.agent import Agent
+
+logger = logging.getLogger(__name__)
+
+_MAX_CAS_ATTEMPTS = 16
+
+
+class SessionManager(ABC):
+    """A HookProvider that persists an Agent's conversation and state automatically."""
+
+    session_id: str
+
+    @abstractmethod
+    def register_hooks(self, registry: HookRegistry) -> None: ...
+
+
+class MultiAgentSource(Protocol):
+    """What an orchestrator exposes to be persisted."""
+
+    id: str
+
+    def serialize_state(self) -> dict[str, Any]: ...
+
+    def deserialize_state(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class _Tracked:
+    agent: Agent
+    next_id: int
+    version: int
+    internal_state: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    lease: Lease | None = None
+    renewer: asyncio.Task[None] | None = None
+    pending: list[Message] = field(default_factory=list)
+    in_invocation: bool = False
+    synced_cm_state: dict[str, Any] | None = None
+    synced_head: int = -1
+
+
+def _is_prompt(message: Message) -> bool:
+    return message["role"] == "user" and not tool_result_ids(message)
+
+
+class RepositorySessionManager(SessionManager):
+    """Persists agents of one session into any :class:`SessionRepository`.
+
+    Options:
+        lease_wait: seconds to wait for another process's invocation on the same
+            (session, agent) to finish before raising ``LeaseTimeoutError``.
+        fail_fast: do not wait at all for a busy session.
+        lease_ttl: lifetime of expiring leases (renewed while a turn runs).
+
+    Example::
+
+        manager = RepositorySessionManager("user-42", InMemorySessionRepository())
+        agent = Agent(agent_id="assistant", session_manager=manager)
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        repository: SessionRepository,
+        *,
+        lease_wait: float = 60.0,
+        lease_ttl: float = 30.0,
+        fail_fast: bool = False,
+    ) -> None:
+        self.session_id = validate_id(session_id, "session_id")
+        if not isinstance(repository, SessionRepository):
+            raise ConfigurationError(f"repository must be a SessionRepository, got {type(repository).__name__}")
+        if lease_ttl <= 0 or lease_wait < 0:
+            raise ConfigurationError("lease_ttl must be positive and lease_wait non-negative")
+        self.repository = repository
+        self.lease_wait = 0.0 if fail_fast else float(lease_wait)
+        self.lease_ttl = float(lease_ttl)
+        self._tracked: dict[str, _Tracked] = {}
+        self._multi_versions: dict[str, int] = {}
+        self._session_ready = False
+
+    def register_hooks(self, registry: HookRegistry) -> None:
+        registry.add_callback(AgentInitialized, self._on_initialized)
+        registry.add_callback(BeforeInvocation, self._on_before_invocation)
+        registry.add_callback(MessageAdded, self._on_message_added)
+        registry.add_callback(AfterModelCall, self._on_after_model_call)
+        registry.add_callback(RedactionRequested, self._on_redaction)
+        registry.add_callback(AfterInvocation, self._on_after_invocation)
+
+    # -- session ------------------------------------------------------------------------------
+
+    async def _ensure_session(self) -> None:
+        if self._session_ready:
+            return
+        if await self.repository.read_session(self.session_id) is None:
+            try:
+                await self.repository.create_session(SessionRecord(session_id=self.session_id))
+            except ConflictError:
+                pass  # another process created it first: same outcome
+        self._session_ready = True
+
+    def _track(self, agent: Agent) -> _Tracked:
+        tracked = self._tracked.get(agent.agent_id)
+        if tracked is None or tracked.agent is not agent:
+            raise ConfigurationError(
+                f"agent {agent.agent_id!r} is not attached to this session manager (session {self.session_id!r})"
+            )
+        return tracked
+
+    # -- restore ------------------------------------------------------------------------------
+
+    async def _on_initialized(self, event: AgentInitialized) -> None:
+        agent = event.agent
+        if agent.agent_id in self._tracked:
+            raise ConfigurationError(
+                f"an agent with agent_id {agent.agent_id!r} is already attached to the session manager for "
+                f"session {self.session_id!r}; give each Agent its own agent_id"
+            )
+        await self._ensure_session()
+        record = await self.repository.read_agent(self.session_id, agent.agent_id)
+        if record is None:
+            fresh = AgentRecord(
+                agent_id=agent.agent_id,
+                state=agent.state.get(),
+                conversation_manager_state=agent.conversation_manager.get_state(),
+            )
+            try:
+                stored = await self.repository.create_agent(self.session_id, fresh)
+            except ConflictError:
+                record = await self.repository.read_agent(self.session_id, agent.agent_id)
+                if record is None:
+                    raise
+            else:
+                tracked = _Tracked(agent=agent, next_id=0, version=stored.version)
+                tracked.synced_cm_state = fresh.conversation_manager_state
+                self._tracked[agent.agent_id] = tracked
+                agent.state._mark_synced()
+                if agent.messages:
+                    await self._append(tracked, list(agent.messages))
+                logger.debug("session_id=<%s>, agent_id=<%s> | created agent", self.session_id, agent.agent_id)
+                return
+        tracked = _Tracked(agent=agent, next_id=0, version=record.version)
+        self._tracked[agent.agent_id] = tracked
+        await self._restore(tracked, record)
+        await self._repair_if_idle(tracked)
+
+    async def _restore(self, tracked: _Tracked, record: AgentRecord) -> None:
+        agent = tracked.agent
+        agent.state._replace(record.state, keep_dirty=False)
+        prepend: list[Message] = []
+        if record.conversation_manager_state:
+            prepend = agent.conversation_manager.restore_from_session(record.conversation_manager_state) or []
+        head = await self.repository.message_head(self.session_id, agent.agent_id, hint=record.next_message_id)
+        start = min(agent.conversation_manager.removed_message_count, head)
+        agent.conversation_manager.removed_message_count = start
+        records = await self._read_range(agent.agent_id, start, head)
+        if agent.messages:
+            logger.warning(
+                "session_id=<%s>, agent_id=<%s> | the stored conversation replaces the %d messages given to the Agent",
+                self.session_id,
+                agent.agent_id,
+                len(agent.messages),
+            )
+        agent.messages = prepend + [r.to_message() for r in records]
+        tracked.next_id = head
+        tracked.version = record.version
+        tracked.internal_state = record.internal_state
+        tracked.extra = record.extra
+        tracked.synced_cm_state = record.conversation_manager_state
+        tracked.synced_head = record.next_message_id
+        logger.debug(
+            "session_id=<%s>, agent_id=<%s> | restored messages %d..%d",
+            self.session_id,
+            agent.agent_id,
+            start,
+            head,
+        )
+
+    async def _read_range(self, agent_id: str, start: int, end: int) -> list[MessageRecord]:
+        if end <= start:
+            return []
+        records = await self.repository.read_messages(self.session_id, agent_id, start, end)
+        expected = start
+        for record in records:
+            if record.message_id != expected:
+                break
+            expected += 1
+        if expected != end:
+            raise CorruptRecordError(
+                f"session {self.session_id!r}, agent {agent_id!r}: message {expected} is missing "
+                f"(expected every id from {start} to {end - 1})"
+            )
+        return records
+
+    async def _repair_if_idle(self, tracked: _Tracked) -> None:
+        """Close a turn a crashed process left open, if nobody is running a turn right now."""
+        if not tracked.agent.messages:
+            return
+        try:
+            lease = await self.repository.acquire_lease(
+                self.session_id, tracked.agent.agent_id, ttl=self.lease_ttl, wait=0
+            )
+        except LeaseTimeoutError:
+            return  # someone is mid-turn; the next invocation repairs after catching up
+        try:
+            await self._catch_up(tracked)
+            await tracked.agent.repair_conversation_tail()
+            await self._sync_agent(tracked)
+        finally:
+            await self.repository.release_lease(lease)
+
+    # -- invocation ---------------------------------------------------------------------------
+
+    async def _on_before_invocation(self, event: BeforeInvocation) -> None:
+        tracked = self._track(event.agent)
+        tracked.lease = await self.repository.acquire_lease(
+            self.session_id, event.agent.agent_id, ttl=self.lease_ttl, wait=self.lease_wait
+        )
+        tracked.in_invocation = True
+        try:
+            if tracked.lease.expires_at is not None:
+                tracked.renewer = asyncio.create_task(self._keep_renewing(tracked))
+            await self._catch_up(tracked)
+        except BaseException:
+            await self._end_invocation(tracked)
+            raise
+
+    async def _keep_renewing(self, tracked: _Tracked) -> None:
+        while tracked.lease is not None:
+            await asyncio.sleep(self.lease_ttl / 3)
+            if tracked.lease is None:
+                return
+            try:
+                tracked.lease = await self.repository.renew_lease(tracked.lease, ttl=self.lease_ttl)
+            except LeaseLostError:
+                logger.warning(
+                    "session_id=<%s>, agent_id=<%s> | lost the invocation lease; the next write will fail",
+                    self.session_id,
+                    tracked.agent.agent_id,
+                )
+                return
+            except Exception:
+                logger.exception("lease renewal failed")
+
+    async def _catch_up(self, tracked: _Tracked) -> None:
+        """Load the turns and state changes other processes stored since we last looked."""
+        agent = tracked.agent
+        head = await self.repository.message_head(self.session_id, agent.agent_id, hint=tracked.next_id)
+        record = await self.repository.read_agent(self.session_id, agent.agent_id)
+        if head < tracked.next_id:
+            # History was cut back elsewhere (an undo): start again from the stored window.
+            if record is not None:
+                await self._restore(tracked, record)
+            return
+        if head > tracked.next_id:
+            new = await self._read_range(agent.agent_id, tracked.next_id, head)
+            agent.messages.extend(r.to_message() for r in new)
+            tracked.next_id = head
+        if record is not None and record.version != tracked.version:
+            agent.state._replace(record.state, keep_dirty=True)
+            tracked.version = record.version
+            tracked.internal_state = record.internal_state
+
+    async def _on_message_added(self, event: MessageAdded) -> None:
+        tracked = self._track(event.agent)
+        if tracked.in_invocation and _is_prompt(event.message):
+            tracked.pending.append(event.message)
+            return
+        await self._append(tracked, [*tracked.pending, event.message])
+        tracked.pending = []
+        if event.agent.state._dirty_changes():
+            await self._sync_agent(tracked)
+
+    async def _on_after_model_call(self, event: AfterModelCall) -> None:
+        tracked = self._track(event.agent)
+        if event.error is None and tracked.pending:
+            pending, tracked.pending = tracked.pending, []
+            await self._append(tracked, pending)
+
+    async def _on_redaction(self, event: RedactionRequested) -> None:
+        tracked = self._track(event.agent)
+        message = event.redacted
+        if any(m is message for m in tracked.pending):
+            return  # not written yet: it will be written in its redacted form only
+        messages = event.agent.messages
+        for index in range(len(messages) - 1, -1, -1):
+            if messages[index] is message:
+                message_id = tracked.next_id - (len(messages) - index)
+                await self.repository.update_message(
+                    self.session_id,
+                    event.agent.agent_id,
+                    MessageRecord(message_id=message_id, message=message, redact_message=message),
+                )
+                return
+
+    async def _on_after_invocation(self, event: AfterInvocation) -> None:
+        tracked = self._track(event.agent)
+        try:
+            kept = [m for m in tracked.pending if any(m is x for x in event.agent.messages)]
+            tracked.pending = []
+            if kept:
+                await self._append(tracked, kept)
+            await self._sync_agent(tracked)
+        finally:
+            await self._end_invocation(tracked)
+
+    async def _end_invocation(self, tracked: _Tracked) -> None:
+        tracked.in_invocation = False
+        tracked.pending = []
+        renewer, tracked.renewer = tracked.renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewer
+        lease, tracked.lease = tracked.lease, None
+        if lease is not None:
+            await self.repository.release_lease(lease)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def _append(self, tracked: _Tracked, messages: list[Message]) -> None:
+        if not messages:
+            return
+        records = [MessageRecord(message_id=tracked.next_id + i, message=m) for i, m in enumerate(messages)]
+        try:
+            tracked.next_id = await self.repository.append_messages(self.session_id, tracked.agent.agent_id, records)
+        except ConflictError as exc:
+            raise ConflictError(
+                f"session {self.session_id!r}, agent {tracked.agent.agent_id!r}: message id {tracked.next_id} was "
+                f"taken by another writer (store head {exc.head}); this process no longer holds the session's "
+                "lease, so its turn was not saved",
+                head=exc.head,
+            ) from exc
+
+    async def _sync_agent(self, tracked: _Tracked) -> None:
+        """Write the agent record if anything in it changed, merging concurrent state updates."""
+        agent = tracked.agent
+        cm_state = agent.conversation_manager.get_state()
+        if (
+            not agent.state._dirty_changes()
+            and cm_state == tracked.synced_cm_state
+            and tracked.synced_head == tracked.next_id
+        ):
+            return
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            record = AgentRecord(
+                agent_id=agent.agent_id,
+                state=agent.state.get(),
+                conversation_manager_state=cm_state,
+                internal_state=tracked.internal_state,
+                next_message_id=tracked.next_id,
+                extra=tracked.extra,
+            )
+            try:
+                stored = await self.repository.update_agent(self.session_id, record, expected_version=tracked.version)
+            except ConflictError:
+                current = await self.repository.read_agent(self.session_id, agent.agent_id)
+                if current is None:
+                    raise
+                agent.state._replace(current.state, keep_dirty=True)
+                tracked.version = current.version
+                continue
+            tracked.version = stored.version
+            agent.state._mark_synced()
+            tracked.synced_cm_state = cm_state
+            tracked.synced_head = tracked.next_id
+            return
+        raise ConflictError(
+            f"session {self.session_id!r}, agent {agent.agent_id!r}: the agent record kept changing; "
+            f"gave up after {_MAX_CAS_ATTEMPTS} attempts"
+        )
+
+    # -- multi-agent --------------------------------------------------------------------------
+
+    async def initialize_multi_agent(self, source: MultiAgentSource) -> None:
+        """Restore an orchestrator's state, or store its initial state."""
+        await self._ensure_session()
+        record = await self.repository.read_multi_agent(self.session_id, source.id)
+        if record is None:
+            try:
+                stored = await self.repository.create_multi_agent(
+                    self.session_id,
+                    MultiAgentRecord(multi_agent_id=source.id, state=source.serialize_state()),
+                )
+                self._multi_versions[source.id] = stored.version
+                return
+            except ConflictError:
+                record = await self.repository.read_multi_agent(self.session_id, source.id)
+                if record is None:
+                    raise
+        source.deserialize_state(record.state)
+        self._multi_versions[source.id] = record.version
+
+    async def sync_multi_agent(self, source: MultiAgentSource) -> None:
+        """Store the orchestrator's state; ``ConflictError`` if another process changed it meanwhile."""
+        version = self._multi_versions.get(source.id)
+        if version is None:
+            raise ConfigurationError(f"call initialize_multi_agent for {source.id!r} first")
+        stored = await self.repository.update_multi_agent(
+            self.session_id,
+            MultiAgentRecord(multi_agent_id=source.id, state=source.serialize_state()),
+            expected_version=version,
+        )
+        self._multi_versions[source.id] = stored.version

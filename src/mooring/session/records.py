@@ -1,0 +1,226 @@
+"""Stored records, in the Strands Agents repository format plus ignorable mooring fields.
+
+Every record round-trips unknown keys (``extra``) so a reader never drops what a newer
+writer stored. mooring's own bookkeeping lives under one ``"_mooring"`` key, which Strands'
+readers ignore.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from mooring._json import decode_bytes, encode_bytes
+from mooring.errors import CorruptRecordError
+from mooring.types import Message
+
+FORMAT_VERSION = 1
+MOORING_KEY = "_mooring"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass(kw_only=True)
+class SessionRecord:
+    session_id: str
+    session_type: str = "AGENT"
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.extra)
+        data.update(
+            session_id=self.session_id,
+            session_type=self.session_type,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+        data[MOORING_KEY] = {"format": FORMAT_VERSION}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> SessionRecord:
+        _require(data, where, ("session_id",))
+        known = {"session_id", "session_type", "created_at", "updated_at", MOORING_KEY}
+        return cls(
+            session_id=str(data["session_id"]),
+            session_type=str(data.get("session_type", "AGENT")),
+            created_at=str(data.get("created_at", "")),
+            updated_at=str(data.get("updated_at", data.get("created_at", ""))),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+@dataclass(kw_only=True)
+class AgentRecord:
+    """``agent.json``. ``version`` counts committed updates (compare-and-set); 0 means never
+    written by mooring. ``next_message_id`` is a hint of the message head, verified on read."""
+
+    agent_id: str
+    state: dict[str, Any] = field(default_factory=dict)
+    conversation_manager_state: dict[str, Any] = field(default_factory=dict)
+    internal_state: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    version: int = 0
+    next_message_id: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.extra)
+        data.update(
+            agent_id=self.agent_id,
+            state=self.state,
+            conversation_manager_state=self.conversation_manager_state,
+            _internal_state=self.internal_state,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+        data[MOORING_KEY] = {
+            "format": FORMAT_VERSION,
+            "version": self.version,
+            "next_message_id": self.next_message_id,
+        }
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> AgentRecord:
+        _require(data, where, ("agent_id",))
+        ours = data.get(MOORING_KEY) or {}
+        if not isinstance(ours, dict):
+            raise CorruptRecordError(f"{where}: {MOORING_KEY} is not an object")
+        known = {
+            "agent_id",
+            "state",
+            "conversation_manager_state",
+            "_internal_state",
+            "created_at",
+            "updated_at",
+            MOORING_KEY,
+        }
+        state = data.get("state") or {}
+        cm_state = data.get("conversation_manager_state") or {}
+        if not isinstance(state, dict) or not isinstance(cm_state, dict):
+            raise CorruptRecordError(f"{where}: state and conversation_manager_state must be objects")
+        return cls(
+            agent_id=str(data["agent_id"]),
+            state=state,
+            conversation_manager_state=cm_state,
+            internal_state=data.get("_internal_state") or {},
+            created_at=str(data.get("created_at", "")),
+            updated_at=str(data.get("updated_at", "")),
+            version=int(ours.get("version", 0)),
+            next_message_id=int(ours.get("next_message_id", 0)),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def copy(self) -> AgentRecord:
+        return copy.deepcopy(self)
+
+
+@dataclass(kw_only=True)
+class MessageRecord:
+    """``message_<N>.json``. When ``redact_message`` is set it is what the model sees."""
+
+    message_id: int
+    message: Message
+    redact_message: Message | None = None
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_message(self) -> Message:
+        return copy.deepcopy(self.redact_message if self.redact_message is not None else self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.extra)
+        data.update(
+            message=encode_bytes(self.message),
+            message_id=self.message_id,
+            redact_message=encode_bytes(self.redact_message) if self.redact_message is not None else None,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str, expected_id: int | None = None) -> MessageRecord:
+        _require(data, where, ("message", "message_id"))
+        message = data["message"]
+        if (
+            not isinstance(message, dict)
+            or message.get("role") not in ("user", "assistant")
+            or not isinstance(message.get("content"), list)
+        ):
+            raise CorruptRecordError(f"{where}: 'message' is not a user/assistant message with a content list")
+        message_id = data["message_id"]
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            raise CorruptRecordError(f"{where}: message_id {message_id!r} is not an integer")
+        if expected_id is not None and message_id != expected_id:
+            raise CorruptRecordError(f"{where}: holds message_id {message_id}, expected {expected_id}")
+        redact = data.get("redact_message")
+        known = {"message", "message_id", "redact_message", "created_at", "updated_at"}
+        return cls(
+            message_id=message_id,
+            message=decode_bytes(message),
+            redact_message=decode_bytes(redact) if redact is not None else None,
+            created_at=str(data.get("created_at", "")),
+            updated_at=str(data.get("updated_at", "")),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+@dataclass(kw_only=True)
+class MultiAgentRecord:
+    """``multi_agent.json``: an orchestrator's serialized state, versioned like the agent record."""
+
+    multi_agent_id: str
+    state: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+    created_at: str = field(default_factory=now_iso)
+    updated_at: str = field(default_factory=now_iso)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.state)
+        data["id"] = self.multi_agent_id
+        data[MOORING_KEY] = {
+            "format": FORMAT_VERSION,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> MultiAgentRecord:
+        _require(data, where, ("id",))
+        ours = data.get(MOORING_KEY) or {}
+        state = {k: v for k, v in data.items() if k not in ("id", MOORING_KEY)}
+        return cls(
+            multi_agent_id=str(data["id"]),
+            state=state,
+            version=int(ours.get("version", 0)),
+            created_at=str(ours.get("created_at", "")),
+            updated_at=str(ours.get("updated_at", "")),
+        )
+
+
+@dataclass(kw_only=True)
+class SessionPage:
+    """One page of :meth:`SessionRepository.list_sessions`; pass ``next_cursor`` to continue."""
+
+    sessions: list[SessionRecord]
+    next_cursor: str | None = None
+
+
+def _require(data: Any, where: str, keys: tuple[str, ...]) -> None:
+    if not isinstance(data, dict):
+        raise CorruptRecordError(f"{where}: expected a JSON object, found {type(data).__name__}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise CorruptRecordError(f"{where}: missing field(s) {', '.join(missing)}")

@@ -1,0 +1,5 @@
+"""Public test helpers: the repository contract suite every backend must pass."""
+
+from mooring.testing.contract import SessionRepositoryContract
+
+__all__ = ["SessionRepositoryContract"]

@@ -1,0 +1,392 @@
+"""``SessionRepositoryContract``: the pytest suite that defines what a backend must do.
+
+Use it from a backend's test module::
+
+    from mooring.testing import SessionRepositoryContract
+
+    class TestMyBackend(SessionRepositoryContract):
+        @pytest.fixture
+        def repository(self, tmp_path):
+            repo = MyRepository(...)
+            yield repo
+            asyncio.run(repo.close())
+
+Each test creates its own sessions (unique ids), so a fixture may share one store between
+tests. Repositories must work from any event loop: the suite runs each test on a fresh loop,
+as the Agent's synchronous call does. Tests of optional capabilities (``"ttl"``,
+``"lease_expiry"``) are skipped unless the backend declares them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from mooring.errors import (
+    ConflictError,
+    InvalidIdentifierError,
+    LeaseLostError,
+    LeaseTimeoutError,
+    SessionNotFoundError,
+)
+from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from mooring.session.repository import SessionRepository
+
+F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, None]])
+
+BAD_IDS = ["", ".", "..", "a/b", "a\\b", "nul\x00byte", "line\nbreak", "x" * 257]
+
+
+def _on_fresh_loop(fn: F) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+def _sid() -> str:
+    return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+def _msg(i: int, text: str | None = None, role: str = "user") -> MessageRecord:
+    return MessageRecord(message_id=i, message={"role": role, "content": [{"text": text or f"message {i}"}]})  # type: ignore[typeddict-item]
+
+
+async def _session_with_agent(repo: SessionRepository, agent_id: str = "agent") -> str:
+    sid = _sid()
+    await repo.create_session(SessionRecord(session_id=sid))
+    await repo.create_agent(sid, AgentRecord(agent_id=agent_id))
+    return sid
+
+
+class SessionRepositoryContract:
+    """Subclass and provide a ``repository`` fixture yielding a :class:`SessionRepository`."""
+
+    @pytest.fixture
+    def repository(self) -> SessionRepository:
+        raise NotImplementedError("subclasses provide a 'repository' fixture")
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    @_on_fresh_loop
+    async def test_create_and_read_session(self, repository: SessionRepository) -> None:
+        sid = _sid()
+        assert await repository.read_session(sid) is None
+        created = await repository.create_session(SessionRecord(session_id=sid, extra={"note": "kept"}))
+        read = await repository.read_session(sid)
+        assert read is not None
+        assert read.session_id == sid and read.session_type == "AGENT"
+        assert read.created_at == created.created_at
+        assert read.extra.get("note") == "kept"
+
+    @_on_fresh_loop
+    async def test_create_session_twice_conflicts(self, repository: SessionRepository) -> None:
+        sid = _sid()
+        await repository.create_session(SessionRecord(session_id=sid))
+        with pytest.raises(ConflictError):
+            await repository.create_session(SessionRecord(session_id=sid))
+
+    @pytest.mark.parametrize("bad", BAD_IDS)
+    @_on_fresh_loop
+    async def test_bad_session_ids_are_refused(self, repository: SessionRepository, bad: str) -> None:
+        with pytest.raises(InvalidIdentifierError):
+            await repository.create_session(SessionRecord(session_id=bad))
+        with pytest.raises(InvalidIdentifierError):
+            await repository.read_session(bad)
+
+    @pytest.mark.parametrize("bad", BAD_IDS)
+    @_on_fresh_loop
+    async def test_bad_agent_ids_are_refused(self, repository: SessionRepository, bad: str) -> None:
+        sid = _sid()
+        await repository.create_session(SessionRecord(session_id=sid))
+        with pytest.raises(InvalidIdentifierError):
+            await repository.create_agent(sid, AgentRecord(agent_id=bad))
+        assert await repository.list_agents(sid) == []
+
+    @_on_fresh_loop
+    async def test_list_sessions_newest_first_with_cursor(self, repository: SessionRepository) -> None:
+        prefix = uuid.uuid4().hex[:8]
+        ids = [f"list-{prefix}-{i}" for i in range(5)]
+        for i, sid in enumerate(ids):
+            await repository.create_session(SessionRecord(session_id=sid, created_at=f"2999-01-01T00:00:0{i}+00:00"))
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = await repository.list_sessions(cursor=cursor, limit=2)
+            assert len(page.sessions) <= 2
+            seen.extend(s.session_id for s in page.sessions)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        ours = [s for s in seen if s.startswith(f"list-{prefix}-")]
+        assert ours == list(reversed(ids))
+        assert len(seen) == len(set(seen))
+
+    @_on_fresh_loop
+    async def test_delete_session_removes_everything(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(0), _msg(1, role="assistant")])
+        await repository.create_multi_agent(sid, MultiAgentRecord(multi_agent_id="graph", state={"a": 1}))
+        assert await repository.delete_session(sid) is True
+        assert await repository.read_session(sid) is None
+        assert await repository.read_agent(sid, "agent") is None
+        assert await repository.read_messages(sid, "agent") == []
+        assert await repository.read_multi_agent(sid, "graph") is None
+        assert await repository.delete_session(sid) is False
+        # The id can be used again from scratch.
+        await repository.create_session(SessionRecord(session_id=sid))
+        assert await repository.list_agents(sid) == []
+
+    # -- agents -------------------------------------------------------------------------------
+
+    @_on_fresh_loop
+    async def test_agent_record_round_trip(self, repository: SessionRepository) -> None:
+        sid = _sid()
+        await repository.create_session(SessionRecord(session_id=sid))
+        state = {"counter": 3, "nested": {"list": [1, "two", None, 3.5]}, "unicode": "é☃"}
+        cm = {"__name__": "SlidingWindowConversationManager", "removed_message_count": 2}
+        created = await repository.create_agent(
+            sid,
+            AgentRecord(agent_id="a1", state=state, conversation_manager_state=cm, extra={"future": True}),
+        )
+        assert created.version == 1
+        read = await repository.read_agent(sid, "a1")
+        assert read is not None
+        assert read.state == state and read.conversation_manager_state == cm and read.version == 1
+        assert read.extra.get("future") is True
+        assert await repository.read_agent(sid, "missing") is None
+        assert await repository.list_agents(sid) == ["a1"]
+
+    @_on_fresh_loop
+    async def test_create_agent_twice_conflicts(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        with pytest.raises(ConflictError):
+            await repository.create_agent(sid, AgentRecord(agent_id="agent"))
+
+    @_on_fresh_loop
+    async def test_create_agent_needs_session(self, repository: SessionRepository) -> None:
+        with pytest.raises(SessionNotFoundError):
+            await repository.create_agent(_sid(), AgentRecord(agent_id="agent"))
+        with pytest.raises(SessionNotFoundError):
+            await repository.list_agents(_sid())
+
+    @_on_fresh_loop
+    async def test_update_agent_is_compare_and_set(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        first = await repository.read_agent(sid, "agent")
+        assert first is not None
+        updated = await repository.update_agent(
+            sid, AgentRecord(agent_id="agent", state={"k": 1}, next_message_id=7), expected_version=1
+        )
+        assert updated.version == 2
+        with pytest.raises(ConflictError) as info:
+            await repository.update_agent(sid, AgentRecord(agent_id="agent", state={"k": 2}), expected_version=1)
+        assert info.value.version == 2
+        read = await repository.read_agent(sid, "agent")
+        assert read is not None
+        assert read.state == {"k": 1} and read.version == 2 and read.next_message_id == 7
+        assert read.created_at == first.created_at
+
+    @_on_fresh_loop
+    async def test_concurrent_updates_exactly_one_wins(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        attempts = [
+            repository.update_agent(sid, AgentRecord(agent_id="agent", state={"w": i}), expected_version=1)
+            for i in range(8)
+        ]
+        outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+        wins = [o for o in outcomes if isinstance(o, AgentRecord)]
+        assert len(wins) == 1
+        assert all(isinstance(o, ConflictError) for o in outcomes if not isinstance(o, AgentRecord))
+        read = await repository.read_agent(sid, "agent")
+        assert read is not None and read.version == 2 and read.state == wins[0].state
+
+    # -- messages -----------------------------------------------------------------------------
+
+    @_on_fresh_loop
+    async def test_append_and_read_by_range(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        assert await repository.message_head(sid, "agent") == 0
+        head = await repository.append_messages(sid, "agent", [_msg(0), _msg(1, role="assistant")])
+        assert head == 2
+        head = await repository.append_messages(sid, "agent", [_msg(i, role="user") for i in range(2, 10)])
+        assert head == 10
+        records = await repository.read_messages(sid, "agent", 3, 7)
+        assert [r.message_id for r in records] == [3, 4, 5, 6]
+        assert records[0].to_message() == {"role": "user", "content": [{"text": "message 3"}]}
+        assert [r.message_id for r in await repository.read_messages(sid, "agent")] == list(range(10))
+        assert [r.message_id for r in await repository.read_messages(sid, "agent", 8)] == [8, 9]
+        assert await repository.read_messages(sid, "agent", 10, 20) == []
+
+    @_on_fresh_loop
+    async def test_message_head_with_any_hint(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(i) for i in range(37)])
+        for hint in (None, 0, 1, 20, 36, 37, 38, 100, 5000):
+            assert await repository.message_head(sid, "agent", hint=hint) == 37
+        assert await repository.message_head(sid, "nobody") == 0
+        assert await repository.read_messages(sid, "nobody") == []
+
+    @_on_fresh_loop
+    async def test_append_at_taken_id_conflicts_and_writes_nothing(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(0, "original"), _msg(1, "original")])
+        with pytest.raises(ConflictError) as info:
+            await repository.append_messages(sid, "agent", [_msg(1, "intruder"), _msg(2, "intruder")])
+        assert info.value.head == 2
+        records = await repository.read_messages(sid, "agent")
+        assert [r.to_message()["content"][0]["text"] for r in records] == ["original", "original"]
+
+    @_on_fresh_loop
+    async def test_append_past_head_conflicts(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(0)])
+        with pytest.raises(ConflictError) as info:
+            await repository.append_messages(sid, "agent", [_msg(5)])
+        assert info.value.head == 1
+        assert await repository.message_head(sid, "agent") == 1
+
+    @_on_fresh_loop
+    async def test_append_needs_agent(self, repository: SessionRepository) -> None:
+        sid = _sid()
+        await repository.create_session(SessionRecord(session_id=sid))
+        with pytest.raises(SessionNotFoundError):
+            await repository.append_messages(sid, "ghost", [_msg(0)])
+        with pytest.raises(SessionNotFoundError):
+            await repository.append_messages(_sid(), "ghost", [_msg(0)])
+
+    @_on_fresh_loop
+    async def test_concurrent_appends_exactly_one_wins(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(0)])
+        attempts = [repository.append_messages(sid, "agent", [_msg(1, f"writer {i}")]) for i in range(8)]
+        outcomes = await asyncio.gather(*attempts, return_exceptions=True)
+        assert sum(1 for o in outcomes if o == 2) == 1
+        assert all(isinstance(o, ConflictError) for o in outcomes if o != 2)
+        records = await repository.read_messages(sid, "agent")
+        assert [r.message_id for r in records] == [0, 1]
+
+    @_on_fresh_loop
+    async def test_bytes_and_rich_content_round_trip(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        message: Any = {
+            "role": "user",
+            "content": [
+                {"text": "look"},
+                {"image": {"format": "png", "source": {"bytes": b"\x89PNG\r\n\x00\xff"}}},
+                {
+                    "toolResult": {
+                        "toolUseId": "t1",
+                        "status": "success",
+                        "content": [{"json": {"a": [1, 2]}}],
+                    }
+                },
+            ],
+        }
+        await repository.append_messages(sid, "agent", [MessageRecord(message_id=0, message=message)])
+        [record] = await repository.read_messages(sid, "agent")
+        assert record.to_message() == message
+
+    @_on_fresh_loop
+    async def test_update_message_for_redaction(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(0, "secret card 4111")])
+        [before] = await repository.read_messages(sid, "agent")
+        redacted: Any = {"role": "user", "content": [{"text": "[redacted]"}]}
+        await repository.update_message(
+            sid, "agent", MessageRecord(message_id=0, message=redacted, redact_message=redacted)
+        )
+        [after] = await repository.read_messages(sid, "agent")
+        assert after.to_message() == redacted and after.message == redacted
+        assert after.created_at == before.created_at
+        with pytest.raises(SessionNotFoundError):
+            await repository.update_message(sid, "agent", _msg(5))
+
+    @_on_fresh_loop
+    async def test_truncate_is_conditional(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(i) for i in range(6)])
+        with pytest.raises(ConflictError):
+            await repository.truncate_messages(sid, "agent", 2, expected_head=5)
+        await repository.truncate_messages(sid, "agent", 4, expected_head=6)
+        assert await repository.message_head(sid, "agent", hint=6) == 4
+        assert await repository.append_messages(sid, "agent", [_msg(4, "again")]) == 5
+        assert [r.message_id for r in await repository.read_messages(sid, "agent")] == [0, 1, 2, 3, 4]
+
+    # -- multi-agent --------------------------------------------------------------------------
+
+    @_on_fresh_loop
+    async def test_multi_agent_record_is_versioned(self, repository: SessionRepository) -> None:
+        sid = _sid()
+        await repository.create_session(SessionRecord(session_id=sid))
+        created = await repository.create_multi_agent(
+            sid, MultiAgentRecord(multi_agent_id="g", state={"type": "graph"})
+        )
+        assert created.version == 1
+        with pytest.raises(ConflictError):
+            await repository.create_multi_agent(sid, MultiAgentRecord(multi_agent_id="g"))
+        updated = await repository.update_multi_agent(
+            sid,
+            MultiAgentRecord(multi_agent_id="g", state={"type": "graph", "status": "done"}),
+            expected_version=1,
+        )
+        assert updated.version == 2
+        with pytest.raises(ConflictError):
+            await repository.update_multi_agent(sid, MultiAgentRecord(multi_agent_id="g"), expected_version=1)
+        read = await repository.read_multi_agent(sid, "g")
+        assert read is not None and read.state == {"type": "graph", "status": "done"} and read.version == 2
+        assert await repository.read_multi_agent(sid, "other") is None
+
+    # -- leases -------------------------------------------------------------------------------
+
+    @_on_fresh_loop
+    async def test_lease_excludes_a_second_holder(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        lease = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
+        with pytest.raises(LeaseTimeoutError):
+            await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
+        with pytest.raises(LeaseTimeoutError):
+            await repository.acquire_lease(sid, "agent", ttl=30, wait=0.2)
+        other = await repository.acquire_lease(sid, "other-agent", ttl=30, wait=0)  # other agents are independent
+        await repository.release_lease(other)
+        await repository.release_lease(lease)
+        await repository.release_lease(lease)  # releasing twice is harmless
+        again = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
+        assert again.token != lease.token
+        await repository.release_lease(again)
+
+    @_on_fresh_loop
+    async def test_lease_waiter_gets_it_when_released(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        lease = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
+
+        async def release_later() -> None:
+            await asyncio.sleep(0.2)
+            await repository.release_lease(lease)
+
+        releaser = asyncio.create_task(release_later())
+        second = await repository.acquire_lease(sid, "agent", ttl=30, wait=10)
+        await releaser
+        await repository.release_lease(second)
+
+    @_on_fresh_loop
+    async def test_expired_lease_is_taken_over_and_fenced(self, repository: SessionRepository) -> None:
+        if "lease_expiry" not in repository.capabilities:
+            pytest.skip(f"{type(repository).__name__} leases do not expire (released when the holder dies)")
+        sid = await _session_with_agent(repository)
+        stale = await repository.acquire_lease(sid, "agent", ttl=0.3, wait=0)
+        await asyncio.sleep(0.6)
+        fresh = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
+        with pytest.raises(LeaseLostError):
+            await repository.renew_lease(stale, ttl=30)
+        await repository.release_lease(stale)  # must not release the new holder's lease
+        with pytest.raises(LeaseTimeoutError):
+            await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
+        renewed = await repository.renew_lease(fresh, ttl=30)
+        await repository.release_lease(renewed)

@@ -62,7 +62,11 @@ class FunctionTool:
         doc_description, param_docs = _parse_docstring(func.__doc__)
         self.description = description or doc_description or self.name
         self.is_async = inspect.iscoroutinefunction(func)
-        hints = get_type_hints(func)
+        try:
+            # ToolContext is resolvable by name even where it was imported locally.
+            hints = get_type_hints(func, localns={"ToolContext": ToolContext})
+        except NameError as exc:
+            raise ToolError(f"tool {self.name!r}: cannot resolve a type hint: {exc}") from exc
         self._context_param: str | None = None
         fields: dict[str, Any] = {}
         for pname, param in inspect.signature(func).parameters.items():

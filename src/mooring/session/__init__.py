@@ -9,6 +9,7 @@ from mooring.session.manager import RepositorySessionManager, SessionManager
 from mooring.session.memory import InMemorySessionRepository
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionPage, SessionRecord
 from mooring.session.repository import Lease, SessionRepository
+from mooring.session.url import default_store_url, open_repository
 
 __all__ = [
     "AgentRecord",
@@ -24,7 +25,31 @@ __all__ = [
     "SessionRecord",
     "SessionRepository",
     "default_storage_dir",
+    "default_store_url",
+    "open_repository",
 ]
+
+# Backends whose drivers are optional are imported on first use, so ``import mooring.session``
+# never needs boto3, psycopg or redis.
+_LAZY = {
+    "SQLiteSessionRepository": "mooring.session.sqlite",
+    "SQLiteSessionManager": "mooring.session.sqlite",
+    "PostgresSessionRepository": "mooring.session.postgres",
+    "PostgresSessionManager": "mooring.session.postgres",
+    "RedisSessionRepository": "mooring.session.redis",
+    "RedisSessionManager": "mooring.session.redis",
+    "S3SessionRepository": "mooring.session.s3",
+    "S3SessionManager": "mooring.session.s3",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mooring.session' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
 
 
 class FileSessionManager(RepositorySessionManager):

@@ -191,7 +191,7 @@ class RepositorySessionManager(SessionManager):
         await self._restore(tracked, record)
         await self._repair_if_idle(tracked)
 
-    async def _restore(self, tracked: _Tracked, record: AgentRecord) -> None:
+    async def _restore(self, tracked: _Tracked, record: AgentRecord, *, reload: bool = False) -> None:
         agent = tracked.agent
         agent.state._replace(record.state, keep_dirty=False)
         prepend: list[Message] = []
@@ -201,7 +201,7 @@ class RepositorySessionManager(SessionManager):
         start = min(agent.conversation_manager.removed_message_count, head)
         agent.conversation_manager.removed_message_count = start
         records = await self._read_range(agent.agent_id, start, head)
-        if agent.messages:
+        if agent.messages and not reload:
             logger.warning(
                 "session_id=<%s>, agent_id=<%s> | the stored conversation replaces the %d messages given to the Agent",
                 self.session_id,
@@ -297,7 +297,7 @@ class RepositorySessionManager(SessionManager):
         if head < tracked.next_id:
             # History was cut back elsewhere (an undo): start again from the stored window.
             if record is not None:
-                await self._restore(tracked, record)
+                await self._restore(tracked, record, reload=True)
             return
         if head > tracked.next_id:
             new = await self._read_range(agent.agent_id, tracked.next_id, head)

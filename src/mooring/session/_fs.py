@@ -7,12 +7,13 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from mooring.errors import ConfigurationError, CorruptRecordError, StorageUnavailableError
 
+_CHUNK = 1 << 16
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -65,30 +66,44 @@ def dir_fd(root_fd: int, parts: Sequence[str], *, create: bool, root: str) -> It
         os.close(fd)
 
 
-def read_json(dfd: int, name: str, where: str) -> Any | None:
-    """Parse ``name`` in directory ``dfd``; None if missing, CorruptRecordError if unreadable."""
+def read_bytes(dfd: int, name: str, where: str | Callable[[], str]) -> bytes | None:
+    """The content of ``name`` in directory ``dfd``, or None if it does not exist."""
     try:
         fd = os.open(name, _O_READ, dir_fd=dfd)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise SymlinkRefusedError(f"refusing {where}: it is a symlink") from exc
-        raise StorageUnavailableError(f"cannot open {where}: {exc}") from exc
+            raise SymlinkRefusedError(f"refusing {_where(where)}: it is a symlink") from exc
+        raise StorageUnavailableError(f"cannot open {_where(where)}: {exc}") from exc
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
+        first = os.read(fd, _CHUNK)
+        if len(first) < _CHUNK:  # a short read of a regular file is its end: one syscall for most records
+            return first
+        chunks = [first]
+        while chunk := os.read(fd, _CHUNK):
             chunks.append(chunk)
     finally:
         os.close(fd)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse(raw: bytes, where: str | Callable[[], str]) -> Any:
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptRecordError(f"{where} is corrupt or truncated ({len(raw)} bytes): {exc}") from exc
+        raise CorruptRecordError(f"{_where(where)} is corrupt or truncated ({len(raw)} bytes): {exc}") from exc
+
+
+def read_json(dfd: int, name: str, where: str | Callable[[], str]) -> Any | None:
+    """Parse ``name`` in directory ``dfd``; None if missing, CorruptRecordError if unreadable."""
+    raw = read_bytes(dfd, name, where)
+    return None if raw is None else parse(raw, where)
+
+
+def _where(where: str | Callable[[], str]) -> str:
+    # Paths for error messages are built only when an error happens (restore reads thousands).
+    return where if isinstance(where, str) else where()
 
 
 def exists(dfd: int, name: str) -> bool:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from mooring._ids import validate_id
+from mooring._json import BYTES_MARKER
 from mooring.errors import (
     ConflictError,
     LeaseTimeoutError,
@@ -50,6 +51,7 @@ Durability = Literal["fsync", "none"]
 
 # Lock files live outside the session tree, so the tree stays exactly the Strands layout.
 _LOCK_DIR = ".mooring-locks"
+BYTES_MARKER_RAW = BYTES_MARKER.encode()
 
 
 def default_storage_dir() -> Path:
@@ -440,12 +442,19 @@ class FileSessionRepository(SessionRepository):
         try:
             start = max(start, 0)
             stop = self._head(mfd, start) if end is None else end
+            base = self.storage_dir.joinpath(*parts)
             out = []
             for message_id in range(start, stop):
                 name = _message_name(message_id)
-                data = _fs.read_json(mfd, name, self._where(*parts, name))
-                if data is not None:
-                    out.append(MessageRecord.from_dict(data, self._where(*parts, name), expected_id=message_id))
+                raw = _fs.read_bytes(mfd, name, lambda: str(base / name))  # noqa: B023 (used at once)
+                if raw is None:
+                    continue
+                where = f"{base}/{name}"
+                out.append(
+                    MessageRecord.from_dict(
+                        _fs.parse(raw, where), where, expected_id=message_id, has_bytes=BYTES_MARKER_RAW in raw
+                    )
+                )
             return out
         finally:
             os.close(mfd)

@@ -8,8 +8,9 @@ and the agent in step, following the concurrency protocol:
 - on ``BeforeInvocation``: take the (session, agent) lease, then catch up on messages and
   state that other processes stored since;
 - on ``MessageAdded``: append conditionally at the head the manager expects. A user prompt
-  is held back until the model has answered it (so a guardrail redaction is applied before
-  the first write, and a crash mid-call leaves no unanswered prompt behind);
+  is held back and written together with the model's answer (so a guardrail redaction is
+  applied before the first write, a crash mid-call leaves no unanswered prompt behind, and
+  a plain turn costs one append);
 - on ``AfterInvocation``: write the agent record (compare-and-set, merging other processes'
   state keys), then release the lease, also when the invocation failed.
 """
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mooring._ids import validate_id
 from mooring.agent.hooks import (
     AfterInvocation,
-    AfterModelCall,
     AgentInitialized,
     BeforeInvocation,
     HookRegistry,
@@ -130,7 +130,6 @@ class RepositorySessionManager(SessionManager):
         registry.add_callback(AgentInitialized, self._on_initialized)
         registry.add_callback(BeforeInvocation, self._on_before_invocation)
         registry.add_callback(MessageAdded, self._on_message_added)
-        registry.add_callback(AfterModelCall, self._on_after_model_call)
         registry.add_callback(RedactionRequested, self._on_redaction)
         registry.add_callback(AfterInvocation, self._on_after_invocation)
 
@@ -208,7 +207,7 @@ class RepositorySessionManager(SessionManager):
                 agent.agent_id,
                 len(agent.messages),
             )
-        agent.messages = prepend + [r.to_message() for r in records]
+        agent.messages = prepend + [r.to_message(copy_message=False) for r in records]
         tracked.next_id = head
         tracked.version = record.version
         tracked.internal_state = record.internal_state
@@ -301,7 +300,7 @@ class RepositorySessionManager(SessionManager):
             return
         if head > tracked.next_id:
             new = await self._read_range(agent.agent_id, tracked.next_id, head)
-            agent.messages.extend(r.to_message() for r in new)
+            agent.messages.extend(r.to_message(copy_message=False) for r in new)
             tracked.next_id = head
         if record is not None and record.version != tracked.version:
             agent.state._replace(record.state, keep_dirty=True)
@@ -317,12 +316,6 @@ class RepositorySessionManager(SessionManager):
         tracked.pending = []
         if event.agent.state._dirty_changes():
             await self._sync_agent(tracked)
-
-    async def _on_after_model_call(self, event: AfterModelCall) -> None:
-        tracked = self._track(event.agent)
-        if event.error is None and tracked.pending:
-            pending, tracked.pending = tracked.pending, []
-            await self._append(tracked, pending)
 
     async def _on_redaction(self, event: RedactionRequested) -> None:
         tracked = self._track(event.agent)

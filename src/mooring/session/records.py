@@ -134,8 +134,10 @@ class MessageRecord:
     updated_at: str = field(default_factory=now_iso)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_message(self) -> Message:
-        return copy.deepcopy(self.redact_message if self.redact_message is not None else self.message)
+    def to_message(self, *, copy_message: bool = True) -> Message:
+        """What the model sees: the redacted form when there is one."""
+        message = self.redact_message if self.redact_message is not None else self.message
+        return copy.deepcopy(message) if copy_message else message
 
     def to_dict(self) -> dict[str, Any]:
         data = dict(self.extra)
@@ -149,7 +151,11 @@ class MessageRecord:
         return data
 
     @classmethod
-    def from_dict(cls, data: Any, where: str, expected_id: int | None = None) -> MessageRecord:
+    def from_dict(
+        cls, data: Any, where: str, expected_id: int | None = None, *, has_bytes: bool = True
+    ) -> MessageRecord:
+        """Decode a stored message record; ``has_bytes=False`` skips the bytes-decoding walk
+        (the caller saw no bytes marker in the raw document)."""
         _require(data, where, ("message", "message_id"))
         message = data["message"]
         if (
@@ -167,8 +173,8 @@ class MessageRecord:
         known = {"message", "message_id", "redact_message", "created_at", "updated_at"}
         return cls(
             message_id=message_id,
-            message=decode_bytes(message),
-            redact_message=decode_bytes(redact) if redact is not None else None,
+            message=decode_bytes(message) if has_bytes else message,
+            redact_message=(decode_bytes(redact) if has_bytes else redact) if redact is not None else None,
             created_at=str(data.get("created_at", "")),
             updated_at=str(data.get("updated_at", "")),
             extra={k: v for k, v in data.items() if k not in known},

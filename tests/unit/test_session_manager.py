@@ -370,3 +370,39 @@ def test_random_operation_sequences_match_the_reference(
         assert [r.message_id for r in records] == list(range(len(records)))
         outcomes[name] = ([r.to_message() for r in records], record.state)
     assert outcomes["memory"] == outcomes["file"]
+
+
+class Orchestrator:
+    """A stand-in for a graph or swarm: it persists a dict of progress."""
+
+    def __init__(self, ident: str) -> None:
+        self.id = ident
+        self.progress: dict[str, Any] = {"type": "graph", "completed_nodes": []}
+
+    def serialize_state(self) -> dict[str, Any]:
+        return dict(self.progress)
+
+    def deserialize_state(self, state: dict[str, Any]) -> None:
+        self.progress = dict(state)
+
+
+def test_multi_agent_records_persist_and_conflict(tmp_path: Path) -> None:
+    manager = FileSessionManager("orchestrated", storage_dir=tmp_path)
+    graph = Orchestrator("research-graph")
+    asyncio.run(manager.initialize_multi_agent(graph))
+    graph.progress["completed_nodes"] = ["plan", "search"]
+    asyncio.run(manager.sync_multi_agent(graph))
+    stored = json.loads(
+        (tmp_path / "session_orchestrated/multi_agents/multi_agent_research-graph/multi_agent.json").read_text()
+    )
+    assert stored["id"] == "research-graph" and stored["completed_nodes"] == ["plan", "search"]
+
+    other_manager = FileSessionManager("orchestrated", storage_dir=tmp_path)
+    resumed = Orchestrator("research-graph")
+    asyncio.run(other_manager.initialize_multi_agent(resumed))
+    assert resumed.progress["completed_nodes"] == ["plan", "search"]
+    resumed.progress["completed_nodes"].append("write")
+    asyncio.run(other_manager.sync_multi_agent(resumed))
+    graph.progress["completed_nodes"].append("stale")
+    with pytest.raises(ConflictError):
+        asyncio.run(manager.sync_multi_agent(graph))  # never silently overwrites the newer state

@@ -28,6 +28,10 @@ DEFAULT_MODEL = "offline"
 # only when asked for, so their SDKs stay optional.
 _PROVIDERS: dict[str, str] = {
     "offline": "mooring.models.offline:OfflineModel",
+    "bedrock": "mooring.models.bedrock:BedrockModel",
+    "anthropic": "mooring.models.anthropic:AnthropicModel",
+    "openai": "mooring.models.openai:OpenAIModel",
+    "ollama": "mooring.models.openai:OllamaModel",
 }
 
 
@@ -36,12 +40,18 @@ def available_providers() -> list[str]:
 
 
 def _split(spec: str) -> tuple[str, str]:
+    if spec.lower() == "offline":
+        return "offline", ""
+    if spec.startswith("arn:"):
+        return "bedrock", spec  # a bare Bedrock ARN (inference profile, provisioned model)
     if ":" in spec:
         provider, _, model_id = spec.partition(":")
-        if provider in _PROVIDERS or provider.isalpha():
-            return provider, model_id
-    if spec == "offline":
-        return "offline", ""
+        # Bedrock model ids always carry a vendor dot ("global.anthropic.claude-haiku-4-5-20251001-v1:0"),
+        # so the text before their version colon never looks like a provider name; a misspelt
+        # provider ("antropic:...") is reported instead of being sent to Bedrock.
+        looks_like_provider = provider[:1].isalpha() and provider.replace("-", "").replace("_", "").isalnum()
+        if provider.lower() in _PROVIDERS or looks_like_provider:
+            return provider.lower(), model_id
     # A bare model id (for example "global.anthropic.claude-haiku-4-5-20251001-v1:0") means Bedrock.
     return "bedrock", spec
 
@@ -57,7 +67,9 @@ def resolve_model(spec: Model | str | None = None, **options: Any) -> Model:
         spec = os.environ.get("MOORING_MODEL") or DEFAULT_MODEL
     if not isinstance(spec, str):
         if not hasattr(spec, "stream"):
-            raise ModelNotAvailableError(f"model must be a model string or an object with a stream() method, got {spec!r}")
+            raise ModelNotAvailableError(
+                f"model must be a model string or an object with a stream() method, got {spec!r}"
+            )
         return spec
     provider, model_id = _split(spec.strip())
     target = _PROVIDERS.get(provider)

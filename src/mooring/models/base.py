@@ -59,7 +59,12 @@ def message_to_events(
                 }
             )
             events.append(
-                {"contentBlockDelta": {"delta": {"toolUse": {"input": json.dumps(use["input"])}}, "contentBlockIndex": index}}
+                {
+                    "contentBlockDelta": {
+                        "delta": {"toolUse": {"input": json.dumps(use["input"])}},
+                        "contentBlockIndex": index,
+                    }
+                }
             )
         elif "reasoningContent" in block:
             reasoning = block["reasoningContent"].get("reasoningText", {})
@@ -152,7 +157,15 @@ class StreamAssembler:
                 tool_input = json.loads(self._tool_input) if self._tool_input.strip() else {}
             except json.JSONDecodeError:
                 tool_input = {"__unparsed__": self._tool_input}
-            self.content.append({"toolUse": {"toolUseId": self._tool["toolUseId"], "name": self._tool["name"], "input": tool_input}})
+            self.content.append(
+                {
+                    "toolUse": {
+                        "toolUseId": self._tool["toolUseId"],
+                        "name": self._tool["name"],
+                        "input": tool_input,
+                    }
+                }
+            )
         elif self._kind == "reasoning" and self._reasoning is not None:
             self.content.append({"reasoningContent": {"reasoningText": dict(self._reasoning)}})
         self._kind, self._text, self._tool, self._tool_input, self._reasoning = None, "", None, "", None

@@ -25,7 +25,9 @@ _FACTS = {
     "capital of spain": "The capital of Spain is Madrid.",
 }
 
-_MEMORY_QUESTIONS = re.compile(r"\bwhat did i (just |previously |last )?(ask|say)\b|\bmy (last|previous) question\b", re.I)
+_MEMORY_QUESTIONS = re.compile(
+    r"\bwhat did i (just |previously |last )?(ask|say)\b|\bmy (last|previous) question\b", re.I
+)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -68,7 +70,13 @@ class OfflineModel:
                     "role": "assistant",
                     "content": [
                         {"text": PREFIX + f"Calling {spec['name']}."},
-                        {"toolUse": {"toolUseId": f"offline-{next(self._ids)}", "name": spec["name"], "input": tool_input}},
+                        {
+                            "toolUse": {
+                                "toolUseId": f"offline-{next(self._ids)}",
+                                "name": spec["name"],
+                                "input": tool_input,
+                            }
+                        },
                     ],
                 }
         lowered = prompt.lower()
@@ -79,8 +87,7 @@ class OfflineModel:
             return _text(PREFIX + f"This conversation holds {len(messages)} messages, this one included.")
         turn = len(prompts)
         return _text(
-            PREFIX
-            + f'I received "{prompt}" (message {len(messages)}, your prompt number {turn}). '
+            PREFIX + f'I received "{prompt}" (message {len(messages)}, your prompt number {turn}). '
             "I am an offline stand-in: set MOORING_MODEL or pass model=... for real answers."
         )
 

@@ -77,7 +77,11 @@ class ScriptedModel:
         system_prompt: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         self.calls.append(
-            ModelCall(messages=copy.deepcopy(list(messages)), tool_specs=list(tool_specs or []), system_prompt=system_prompt)
+            ModelCall(
+                messages=copy.deepcopy(list(messages)),
+                tool_specs=list(tool_specs or []),
+                system_prompt=system_prompt,
+            )
         )
         response = self._next()
         if isinstance(response, BaseException):

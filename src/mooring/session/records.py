@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from mooring._json import decode_bytes, encode_bytes
 from mooring.errors import CorruptRecordError
@@ -173,7 +173,7 @@ class MessageRecord:
         known = {"message", "message_id", "redact_message", "created_at", "updated_at"}
         return cls(
             message_id=message_id,
-            message=decode_bytes(message) if has_bytes else message,
+            message=decode_bytes(message) if has_bytes else cast(Message, message),
             redact_message=(decode_bytes(redact) if has_bytes else redact) if redact is not None else None,
             created_at=str(data.get("created_at", "")),
             updated_at=str(data.get("updated_at", "")),

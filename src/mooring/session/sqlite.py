@@ -1,0 +1,508 @@
+"""The SQLite backend: every session in one database file, safe for many processes.
+
+The database runs in WAL mode with a busy timeout, so readers never block the writer and
+processes wait for each other instead of failing. Each message is one row keyed by
+``(session_id, agent_id, message_id)``; an append checks the head and inserts the whole
+batch in one ``BEGIN IMMEDIATE`` transaction, which is the conditional append. Agent and
+multi-agent records are compare-and-set on a ``version`` column. Invocation leases are rows
+with a token and an expiry (capability ``"lease_expiry"``): an expired lease can be taken
+over, and renew/release only touch the row while it still carries the holder's token.
+
+Operations use the stdlib ``sqlite3`` driver from worker threads (``asyncio.to_thread``);
+connections are pooled per repository and handed to one thread at a time, so the
+repository works from any event loop and any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from mooring._ids import validate_id
+from mooring.errors import (
+    ConfigurationError,
+    ConflictError,
+    LeaseLostError,
+    MooringError,
+    SessionNotFoundError,
+    StorageUnavailableError,
+)
+from mooring.session import _sql
+from mooring.session._migrations import migrate_sqlite
+from mooring.session.manager import RepositorySessionManager
+from mooring.session.records import (
+    AgentRecord,
+    MessageRecord,
+    MultiAgentRecord,
+    SessionPage,
+    SessionRecord,
+    now_iso,
+)
+from mooring.session.repository import Lease
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Durability = Literal["fsync", "none"]
+
+_MAX_IDLE_CONNECTIONS = 8
+
+
+class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
+    """Sessions in one SQLite database file (WAL mode).
+
+    Example::
+
+        repo = SQLiteSessionRepository("/var/lib/app/sessions.db")
+        manager = RepositorySessionManager("user-42", repo)
+
+    ``busy_timeout`` is how long (seconds) an operation waits for another process's write
+    transaction. ``durability="fsync"`` (the default, ``synchronous=FULL``) makes every
+    acknowledged write survive a power loss; ``"none"`` (``synchronous=NORMAL``) may lose
+    the last transactions on power loss but never corrupts the database.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0, durability: Durability = "fsync"
+    ) -> None:
+        if durability not in ("fsync", "none"):
+            raise ConfigurationError(f"durability must be 'fsync' or 'none', got {durability!r}")
+        raw = os.fspath(path)
+        if not raw or raw == ":memory:" or raw.startswith("file:"):
+            raise ConfigurationError(f"SQLiteSessionRepository needs a database file path, got {raw!r}")
+        self.path = Path(raw).expanduser()
+        self.busy_timeout = float(busy_timeout)
+        self.durability: Durability = durability
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._migrated = False
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Create the file private (0600) before SQLite does; its -wal/-shm files copy the mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+        # check_same_thread=False: a pooled connection moves between worker threads, but only
+        # one thread uses it at a time. isolation_level=None: transactions are explicit.
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                # Some file systems (network mounts) cannot share WAL memory: still correct, slower.
+                logger.warning("path=<%s> | WAL mode unavailable, using journal_mode=%s", self.path, mode)
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'fsync' else 'NORMAL'}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Never use a connection inherited across fork(); let the child open its own.
+                self._idle, self._pid, self._migrated = [], os.getpid(), False
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if self._pid == os.getpid() and len(self._idle) < _MAX_IDLE_CONNECTIONS:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _call(self, func: Callable[..., T], *args: Any) -> T:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = self._checkout()
+            if not self._migrated:
+                applied = migrate_sqlite(conn, self.describe())
+                if applied:
+                    logger.debug("path=<%s> | applied migrations %s", self.path, applied)
+                self._migrated = True
+            result = func(conn, *args)
+        except MooringError:
+            self._finish(conn, healthy=True)
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            self._finish(conn, healthy=False)
+            raise StorageUnavailableError(f"sqlite database {self.path} failed: {exc}") from exc
+        except BaseException:
+            self._finish(conn, healthy=False)
+            raise
+        self._finish(conn, healthy=True)
+        return result
+
+    def _finish(self, conn: sqlite3.Connection | None, *, healthy: bool) -> None:
+        if conn is None:
+            return
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            healthy = False
+        if healthy:
+            self._checkin(conn)
+        else:
+            conn.close()
+
+    @staticmethod
+    @contextmanager
+    def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock up front, so the checks made
+        inside it still hold at COMMIT (and the busy timeout applies to the wait)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _session_exists(conn: sqlite3.Connection, session_id: str) -> bool:
+        row = conn.execute("SELECT 1 FROM mooring_sessions WHERE session_id = ?", (session_id,)).fetchone()
+        return row is not None
+
+    def _require_session(self, conn: sqlite3.Connection, session_id: str) -> None:
+        if not self._session_exists(conn, session_id):
+            raise SessionNotFoundError(f"session {session_id!r} does not exist in {self.describe()}")
+
+    def _require_agent(self, conn: sqlite3.Connection, session_id: str, agent_id: str) -> None:
+        self._require_session(conn, session_id)
+        row = conn.execute(
+            "SELECT 1 FROM mooring_agents WHERE session_id = ? AND agent_id = ?", (session_id, agent_id)
+        ).fetchone()
+        if row is None:
+            raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
+
+    def _head(self, conn: sqlite3.Connection, session_id: str, agent_id: str) -> int:
+        # MAX over the primary-key prefix: an index seek, not a scan.
+        row = conn.execute(
+            "SELECT COALESCE(MAX(message_id) + 1, 0) FROM mooring_messages WHERE session_id = ? AND agent_id = ?",
+            (session_id, agent_id),
+        ).fetchone()
+        return int(row[0])
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _create_session(self, conn: sqlite3.Connection, session: SessionRecord) -> SessionRecord:
+        cursor = conn.execute(
+            "INSERT INTO mooring_sessions (session_id, created_at, data) VALUES (?, ?, ?) "
+            "ON CONFLICT (session_id) DO NOTHING",
+            (session.session_id, session.created_at, _sql.dump(session.to_dict())),
+        )
+        if cursor.rowcount != 1:
+            raise ConflictError(f"session {session.session_id!r} already exists in {self.describe()}")
+        return session
+
+    def _read_session(self, conn: sqlite3.Connection, session_id: str) -> SessionRecord | None:
+        row = conn.execute("SELECT data FROM mooring_sessions WHERE session_id = ?", (session_id,)).fetchone()
+        return None if row is None else _sql.decode_session(row[0], _sql.session_where(self.describe(), session_id))
+
+    def _list_sessions(self, conn: sqlite3.Connection, after: tuple[str, str] | None, limit: int) -> SessionPage:
+        if after is None:
+            rows = conn.execute(
+                "SELECT session_id, data FROM mooring_sessions ORDER BY created_at DESC, session_id DESC LIMIT ?",
+                (limit + 1,),
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                "SELECT session_id, data FROM mooring_sessions WHERE (created_at, session_id) < (?, ?) "
+                "ORDER BY created_at DESC, session_id DESC LIMIT ?",
+                (after[0], after[1], limit + 1),
+            ).fetchall()
+        records = [_sql.decode_session(data, _sql.session_where(self.describe(), sid)) for sid, data in rows]
+        return _sql.make_page(records, limit)
+
+    def _delete_session(self, conn: sqlite3.Connection, session_id: str) -> bool:
+        with self._write(conn):
+            found = conn.execute("DELETE FROM mooring_sessions WHERE session_id = ?", (session_id,)).rowcount > 0
+            for table in ("mooring_agents", "mooring_messages", "mooring_multi_agents", "mooring_leases"):
+                conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+        logger.debug("session_id=<%s> | deleted=<%s>", session_id, found)
+        return found
+
+    # -- agents -------------------------------------------------------------------------------
+
+    def _list_agents(self, conn: sqlite3.Connection, session_id: str) -> list[str]:
+        conn.execute("BEGIN")  # one snapshot for both reads
+        self._require_session(conn, session_id)
+        rows = conn.execute("SELECT agent_id FROM mooring_agents WHERE session_id = ?", (session_id,)).fetchall()
+        conn.execute("COMMIT")
+        return sorted(str(r[0]) for r in rows)
+
+    def _create_agent(self, conn: sqlite3.Connection, session_id: str, agent: AgentRecord) -> AgentRecord:
+        stored = agent.copy()
+        stored.version = 1
+        with self._write(conn):
+            self._require_session(conn, session_id)
+            cursor = conn.execute(
+                "INSERT INTO mooring_agents (session_id, agent_id, version, data) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (session_id, agent_id) DO NOTHING",
+                (session_id, agent.agent_id, _sql.dump(stored.to_dict())),
+            )
+            if cursor.rowcount != 1:
+                raise ConflictError(f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=1)
+        return stored
+
+    def _read_agent(self, conn: sqlite3.Connection, session_id: str, agent_id: str) -> AgentRecord | None:
+        row = conn.execute(
+            "SELECT version, data FROM mooring_agents WHERE session_id = ? AND agent_id = ?", (session_id, agent_id)
+        ).fetchone()
+        if row is None:
+            return None
+        return _sql.decode_agent(row[1], row[0], _sql.agent_where(self.describe(), session_id, agent_id))
+
+    def _update_agent(
+        self, conn: sqlite3.Connection, session_id: str, agent: AgentRecord, expected_version: int
+    ) -> AgentRecord:
+        with self._write(conn):
+            self._require_session(conn, session_id)
+            row = conn.execute(
+                "SELECT version, data FROM mooring_agents WHERE session_id = ? AND agent_id = ?",
+                (session_id, agent.agent_id),
+            ).fetchone()
+            stored_version = int(row[0]) if row is not None else 0
+            if row is None or stored_version != expected_version:
+                raise ConflictError(
+                    f"agent {agent.agent_id!r} in session {session_id!r} is at version {stored_version}, "
+                    f"not {expected_version}",
+                    version=stored_version,
+                )
+            new = agent.copy()
+            new.version = expected_version + 1
+            where = _sql.agent_where(self.describe(), session_id, agent.agent_id)
+            new.created_at = _sql.stored_created_at(row[1], where, new.created_at)
+            new.updated_at = now_iso()
+            conn.execute(
+                "UPDATE mooring_agents SET version = ?, data = ? WHERE session_id = ? AND agent_id = ?",
+                (new.version, _sql.dump(new.to_dict()), session_id, agent.agent_id),
+            )
+        return new
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _append(self, conn: sqlite3.Connection, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
+        rows = [(session_id, agent_id, r.message_id, _sql.dump(r.to_dict())) for r in messages]
+        with self._write(conn):
+            self._require_agent(conn, session_id, agent_id)
+            head = self._head(conn, session_id, agent_id)
+            _sql.check_append(session_id, agent_id, messages, head)
+            conn.executemany(
+                "INSERT INTO mooring_messages (session_id, agent_id, message_id, data) VALUES (?, ?, ?, ?)", rows
+            )
+        new_head = head + len(messages)
+        logger.debug(
+            "session_id=<%s>, agent_id=<%s> | appended %d, head=<%d>", session_id, agent_id, len(rows), new_head
+        )
+        return new_head
+
+    def _read_messages(
+        self, conn: sqlite3.Connection, session_id: str, agent_id: str, start: int, end: int | None
+    ) -> list[MessageRecord]:
+        # A range over the primary key: cost follows the window, not the session's lifetime.
+        query = (
+            "SELECT message_id, data FROM mooring_messages WHERE session_id = ? AND agent_id = ? AND message_id >= ?"
+        )
+        params: tuple[Any, ...] = (session_id, agent_id, max(start, 0))
+        if end is not None:
+            query += " AND message_id < ?"
+            params += (end,)
+        rows = conn.execute(query + " ORDER BY message_id", params).fetchall()
+        store = self.describe()
+        return [
+            _sql.decode_message(data, mid, _sql.message_where(store, session_id, agent_id, mid)) for mid, data in rows
+        ]
+
+    def _update_message(self, conn: sqlite3.Connection, session_id: str, agent_id: str, message: MessageRecord) -> None:
+        with self._write(conn):
+            self._require_agent(conn, session_id, agent_id)
+            row = conn.execute(
+                "SELECT data FROM mooring_messages WHERE session_id = ? AND agent_id = ? AND message_id = ?",
+                (session_id, agent_id, message.message_id),
+            ).fetchone()
+            if row is None:
+                raise SessionNotFoundError(
+                    f"message {message.message_id} does not exist for agent {agent_id!r} in session {session_id!r}"
+                )
+            where = _sql.message_where(self.describe(), session_id, agent_id, message.message_id)
+            record = MessageRecord(
+                message_id=message.message_id,
+                message=message.message,
+                redact_message=message.redact_message,
+                created_at=_sql.stored_created_at(row[0], where, message.created_at),
+                updated_at=now_iso(),
+                extra=message.extra,
+            )
+            conn.execute(
+                "UPDATE mooring_messages SET data = ? WHERE session_id = ? AND agent_id = ? AND message_id = ?",
+                (_sql.dump(record.to_dict()), session_id, agent_id, message.message_id),
+            )
+
+    def _truncate(
+        self, conn: sqlite3.Connection, session_id: str, agent_id: str, new_head: int, expected_head: int
+    ) -> None:
+        with self._write(conn):
+            self._require_agent(conn, session_id, agent_id)
+            head = self._head(conn, session_id, agent_id)
+            if head != expected_head:
+                raise ConflictError(f"head is {head}, not {expected_head}", head=head)
+            # One transaction: readers see either the whole history or the cut one.
+            conn.execute(
+                "DELETE FROM mooring_messages WHERE session_id = ? AND agent_id = ? AND message_id >= ?",
+                (session_id, agent_id, max(new_head, 0)),
+            )
+        logger.debug("session_id=<%s>, agent_id=<%s> | truncated %d -> %d", session_id, agent_id, head, new_head)
+
+    # -- multi-agent records ------------------------------------------------------------------
+
+    def _create_multi(self, conn: sqlite3.Connection, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+        stored = MultiAgentRecord(
+            multi_agent_id=record.multi_agent_id,
+            state=dict(record.state),
+            version=1,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+        with self._write(conn):
+            self._require_session(conn, session_id)
+            cursor = conn.execute(
+                "INSERT INTO mooring_multi_agents (session_id, multi_agent_id, version, data) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (session_id, multi_agent_id) DO NOTHING",
+                (session_id, record.multi_agent_id, _sql.dump(stored.to_dict())),
+            )
+            if cursor.rowcount != 1:
+                raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1)
+        return stored
+
+    def _read_multi(self, conn: sqlite3.Connection, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+        row = conn.execute(
+            "SELECT version, data FROM mooring_multi_agents WHERE session_id = ? AND multi_agent_id = ?",
+            (session_id, multi_agent_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return _sql.decode_multi(row[1], row[0], _sql.multi_where(self.describe(), session_id, multi_agent_id))
+
+    def _update_multi(
+        self, conn: sqlite3.Connection, session_id: str, record: MultiAgentRecord, expected_version: int
+    ) -> MultiAgentRecord:
+        with self._write(conn):
+            self._require_session(conn, session_id)
+            row = conn.execute(
+                "SELECT version, data FROM mooring_multi_agents WHERE session_id = ? AND multi_agent_id = ?",
+                (session_id, record.multi_agent_id),
+            ).fetchone()
+            stored_version = int(row[0]) if row is not None else 0
+            if row is None or stored_version != expected_version:
+                raise ConflictError(
+                    f"multi-agent {record.multi_agent_id!r} is at version {stored_version}, not {expected_version}",
+                    version=stored_version,
+                )
+            where = _sql.multi_where(self.describe(), session_id, record.multi_agent_id)
+            new = MultiAgentRecord(
+                multi_agent_id=record.multi_agent_id,
+                state=dict(record.state),
+                version=expected_version + 1,
+                created_at=_sql.decode_multi(row[1], stored_version, where).created_at,
+                updated_at=now_iso(),
+            )
+            conn.execute(
+                "UPDATE mooring_multi_agents SET version = ?, data = ? WHERE session_id = ? AND multi_agent_id = ?",
+                (new.version, _sql.dump(new.to_dict()), session_id, record.multi_agent_id),
+            )
+        return new
+
+    # -- leases -------------------------------------------------------------------------------
+
+    def _try_lease(self, conn: sqlite3.Connection, session_id: str, agent_id: str, ttl: float) -> Lease | None:
+        # One machine shares one clock, so time.time() is a sound expiry for a local file.
+        with self._write(conn):
+            now = time.time()
+            row = conn.execute(
+                "SELECT expires_at FROM mooring_leases WHERE session_id = ? AND agent_id = ?", (session_id, agent_id)
+            ).fetchone()
+            if row is not None and float(row[0]) > now:
+                return None
+            token = _sql.new_token()
+            conn.execute(
+                "INSERT OR REPLACE INTO mooring_leases (session_id, agent_id, token, expires_at) VALUES (?, ?, ?, ?)",
+                (session_id, agent_id, token, now + ttl),
+            )
+        if row is not None:
+            logger.debug("session_id=<%s>, agent_id=<%s> | took over an expired lease", session_id, agent_id)
+        return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=now + ttl)
+
+    def _renew(self, conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
+        expires = time.time() + ttl
+        cursor = conn.execute(
+            "UPDATE mooring_leases SET expires_at = ? WHERE session_id = ? AND agent_id = ? AND token = ?",
+            (expires, lease.session_id, lease.agent_id, lease.token),
+        )
+        if cursor.rowcount != 1:
+            raise LeaseLostError(f"lease on session {lease.session_id!r}, agent {lease.agent_id!r} was lost")
+        return Lease(session_id=lease.session_id, agent_id=lease.agent_id, token=lease.token, expires_at=expires)
+
+    def _release(self, conn: sqlite3.Connection, lease: Lease) -> None:
+        # The token check keeps a holder whose lease was taken over from freeing the new holder.
+        conn.execute(
+            "DELETE FROM mooring_leases WHERE session_id = ? AND agent_id = ? AND token = ?",
+            (lease.session_id, lease.agent_id, lease.token),
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close pooled connections; later calls open new ones."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+class SQLiteSessionManager(RepositorySessionManager):
+    """Persists to one SQLite database file.
+
+    Example::
+
+        agent = Agent(agent_id="assistant",
+                      session_manager=SQLiteSessionManager("user-abc-123", path="./sessions.db"))
+
+    ``path`` defaults to ``sessions.db`` beside the default file store (under
+    ``$MOORING_HOME``, else the user data directory). ``busy_timeout`` and ``durability`` go
+    to :class:`SQLiteSessionRepository`; other keyword options to
+    :class:`RepositorySessionManager` (``lease_wait``, ``fail_fast``, ``lease_ttl``).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout: float = 30.0,
+        durability: Durability = "fsync",
+        **manager_options: Any,
+    ) -> None:
+        validate_id(session_id, "session_id")
+        if path is None:
+            from mooring.session.file import default_storage_dir
+
+            path = default_storage_dir().parent / "sessions.db"
+        repository = SQLiteSessionRepository(path, busy_timeout=busy_timeout, durability=durability)
+        self.path = repository.path
+        super().__init__(session_id, repository, **manager_options)

@@ -84,6 +84,8 @@ class _Tracked:
     in_invocation: bool = False
     synced_cm_state: dict[str, Any] | None = None
     synced_head: int = -1
+    #: A write failed, so memory may hold messages the store does not: reload before the next turn.
+    diverged: bool = False
 
 
 def _is_prompt(message: Message) -> bool:
@@ -293,6 +295,11 @@ class RepositorySessionManager(SessionManager):
         agent = tracked.agent
         head = await self.repository.message_head(self.session_id, agent.agent_id, hint=tracked.next_id)
         record = await self.repository.read_agent(self.session_id, agent.agent_id)
+        if tracked.diverged and record is not None:
+            # The last turn failed to store some messages: the store is the truth again.
+            await self._restore(tracked, record, reload=True)
+            tracked.diverged = False
+            return
         if head < tracked.next_id:
             # History was cut back elsewhere (an undo): start again from the stored window.
             if record is not None:
@@ -354,7 +361,17 @@ class RepositorySessionManager(SessionManager):
                 await renewer
         lease, tracked.lease = tracked.lease, None
         if lease is not None:
-            await self.repository.release_lease(lease)
+            try:
+                await self.repository.release_lease(lease)
+            except Exception:
+                # The store is unreachable; an expiring lease frees itself after lease_ttl, and the
+                # error that matters (the failed turn) is already on its way to the caller.
+                logger.warning(
+                    "session_id=<%s>, agent_id=<%s> | could not release the invocation lease",
+                    self.session_id,
+                    tracked.agent.agent_id,
+                    exc_info=True,
+                )
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -364,7 +381,10 @@ class RepositorySessionManager(SessionManager):
         records = [MessageRecord(message_id=tracked.next_id + i, message=m) for i, m in enumerate(messages)]
         try:
             tracked.next_id = await self.repository.append_messages(self.session_id, tracked.agent.agent_id, records)
-        except ConflictError as exc:
+        except BaseException as exc:
+            tracked.diverged = True
+            if not isinstance(exc, ConflictError):
+                raise
             raise ConflictError(
                 f"session {self.session_id!r}, agent {tracked.agent.agent_id!r}: message id {tracked.next_id} was "
                 f"taken by another writer (store head {exc.head}); this process no longer holds the session's "

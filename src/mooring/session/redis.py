@@ -1,0 +1,622 @@
+"""The Redis backend: one list per (session, agent), conditional writes as Lua scripts.
+
+Keys (``<sid>``, ``<aid>`` and ``<mid>`` are ids with ``%``, ``{``, ``}`` and ``:``
+percent-encoded, so a key names exactly one record and no id can break the hash tag)::
+
+    <prefix>:{<sid>}:session          string: the session record (JSON)
+    <prefix>:{<sid>}:agents           set of encoded agent ids
+    <prefix>:{<sid>}:agent:<aid>      hash: record (JSON), version, replay tokens
+    <prefix>:{<sid>}:messages:<aid>   list of message records (JSON); index == message_id
+    <prefix>:{<sid>}:multis           set of encoded multi-agent ids
+    <prefix>:{<sid>}:multi:<mid>      hash: record (JSON), version, replay token
+    <prefix>:{<sid>}:lease:<aid>      string: the lease holder's token, with PX expiry
+    <prefix>:sessions                 sorted set indexing sessions for listing
+
+Every key of one session shares the hash tag ``{<sid>}``, so each script touches a single
+slot and the backend works on Redis Cluster. The ``<prefix>:sessions`` index is the one key
+outside the session's slot: it is written with separate commands and only read by
+``list_sessions``, which on Cluster queries the node that holds it.
+
+``delete_session`` removes the known keys in one script, together with any other key under
+the session's tag that a ``SCAN`` found (leases, strays); that SCAN walks the database's whole
+keyspace, so deleting is the one operation whose cost grows with the database.
+
+With ``ttl`` set, a session expires ``ttl`` seconds after its last write: every write
+refreshes the expiry of all of the session's keys in the same script. Expired sessions drop
+out of the index the next time it is listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from mooring._ids import validate_id
+from mooring.errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptRecordError,
+    LeaseLostError,
+    LeaseTimeoutError,
+    SessionNotFoundError,
+    StorageUnavailableError,
+    missing_extra,
+)
+from mooring.session import _redis_scripts as lua
+from mooring.session._redis_scripts import (
+    INDEX_SEPARATOR,
+    SessionKeys,
+    encode_id,
+    glob_escape,
+    index_member,
+    parse_member,
+)
+from mooring.session.manager import RepositorySessionManager
+from mooring.session.records import (
+    AgentRecord,
+    MessageRecord,
+    MultiAgentRecord,
+    SessionPage,
+    SessionRecord,
+    now_iso,
+)
+from mooring.session.repository import Lease, SessionRepository
+from mooring.session.util import decode_cursor, encode_cursor
+
+try:
+    import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise missing_extra("redis", "redis-py") from exc
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "redis://localhost:6379/0"
+
+# A blip (failover, a killed connection) is retried a few times quickly; a server that stays
+# down surfaces as StorageUnavailableError within a fraction of a second, not after the
+# driver's default ten attempts.
+_RETRIES = 3
+_SCAN_COUNT = 500
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def _loads(raw: Any, where: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise CorruptRecordError(f"{where}: not valid JSON ({exc})") from exc
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+class RedisSessionRepository(SessionRepository):
+    """Sessions in Redis (standalone or Cluster), through the synchronous redis-py client.
+
+    Example::
+
+        repo = RedisSessionRepository("redis://localhost:6379/0", prefix="myapp", ttl=7 * 86400)
+
+    Args:
+        url: a redis-py URL (``redis://``, ``rediss://``, ``unix://``); ignored when ``client``
+            is given; default ``redis://localhost:6379/0``.
+        client: an existing ``redis.Redis`` or ``redis.cluster.RedisCluster``; it is not
+            closed by :meth:`close`.
+        prefix: first part of every key, so several apps or tests share one database.
+        ttl: seconds a session lives after its last write; ``None`` keeps sessions forever.
+
+    Each operation runs the blocking client in a worker thread (``asyncio.to_thread``), so one
+    repository serves any number of event loops and threads through the client's pool.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"lease_expiry", "ttl"})
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "mooring",
+        ttl: float | None = None,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigurationError(f"redis key prefix must be a non-empty string without braces, got {prefix!r}")
+        if ttl is not None and not ttl > 0:
+            raise ConfigurationError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        self.prefix = prefix
+        self.ttl = ttl
+        self._ttl_ms = max(1, round(ttl * 1000)) if ttl is not None else 0
+        self._owns_client = client is None
+        self._url = url if client is None else None
+        if client is None:
+            retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), _RETRIES)
+            try:
+                client = redis.Redis.from_url(url or DEFAULT_URL, retry=retry)
+            except ValueError as exc:
+                raise ConfigurationError(f"invalid redis URL: {exc}") from exc
+        self.client: Any = client
+        self._index = f"{prefix}:sessions"
+        self._create_record = client.register_script(lua.CREATE_RECORD)
+        self._update_record = client.register_script(lua.UPDATE_RECORD)
+        self._append = client.register_script(lua.APPEND)
+        self._update_message = client.register_script(lua.UPDATE_MESSAGE)
+        self._truncate = client.register_script(lua.TRUNCATE)
+        self._delete = client.register_script(lua.DELETE_SESSION)
+        self._lease_acquire = client.register_script(lua.LEASE_ACQUIRE)
+        self._lease_renew = client.register_script(lua.LEASE_RENEW)
+        self._lease_release = client.register_script(lua.LEASE_RELEASE)
+
+    def describe(self) -> str:
+        where = self._url or DEFAULT_URL
+        if self._url is None and not self._owns_client:
+            where = f"redis client {type(self.client).__name__}"
+        else:
+            parts = urlsplit(where)
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            where = urlunsplit((parts.scheme, netloc, parts.path, "", ""))  # no credentials
+        return f"{where} prefix={self.prefix}" + (f" ttl={self.ttl:g}s" if self.ttl else "")
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await asyncio.to_thread(self.client.close)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        # The sync client's pool is thread-safe and bound to no event loop.
+        return await asyncio.to_thread(self._guard, func, *args)
+
+    def _guard(self, func: Callable[..., T], *args: Any) -> T:
+        try:
+            return func(*args)
+        except redis.RedisError as exc:
+            raise StorageUnavailableError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
+
+    def _k(self, session_id: str) -> SessionKeys:
+        return SessionKeys.of(self.prefix, session_id)
+
+    def _keys(self, session_id: str, agent_id: str) -> list[str]:
+        """The keys the message scripts declare: session, agent hash, messages list."""
+        k = self._k(session_id)
+        return [k.session, k.agent(agent_id), k.messages(agent_id)]
+
+    def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> tuple[str, int]:
+        status, number = script(keys=list(keys), args=list(args))
+        return _text(status), int(number)
+
+    @staticmethod
+    def _where(session_id: str, agent_id: str | None = None, what: str = "") -> str:
+        where = f"redis session {session_id!r}"
+        if agent_id is not None:
+            where += f", agent {agent_id!r}"
+        return where + (f", {what}" if what else "")
+
+    @staticmethod
+    def _check(status: str, session_id: str, agent_id: str | None = None) -> None:
+        """Raise ``SessionNotFoundError`` for a script that found no session or no agent."""
+        if status == "nosession":
+            raise SessionNotFoundError(f"session {session_id!r} does not exist")
+        if status == "noagent":
+            raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _create_session(self, session: SessionRecord) -> SessionRecord:
+        key = self._k(session.session_id).session
+        member = index_member(session.created_at, session.session_id)
+        created = self.client.set(key, _dumps(session.to_dict()), nx=True, px=self._ttl_ms or None)
+        if not created:
+            stored = self.client.get(key)
+            if stored is not None:
+                # Re-index the stored session: repairs a create whose ZADD below was lost.
+                record = SessionRecord.from_dict(_loads(stored, self._where(session.session_id)), key)
+                self.client.zadd(self._index, {index_member(record.created_at, record.session_id): 0})
+            raise ConflictError(f"session {session.session_id!r} already exists ({self.describe()})")
+        # The index lives outside the session's hash slot, so it cannot join the SET atomically.
+        self.client.zadd(self._index, {member: 0})
+        logger.debug("session_id=<%s> | created session", session.session_id)
+        return session
+
+    async def create_session(self, session: SessionRecord) -> SessionRecord:
+        validate_id(session.session_id, "session_id")
+        if INDEX_SEPARATOR in session.created_at:
+            raise ConfigurationError("session created_at must not contain NUL")
+        return await self._run(self._create_session, session)
+
+    def _read_session(self, session_id: str) -> SessionRecord | None:
+        raw = self.client.get(self._k(session_id).session)
+        if raw is None:
+            return None
+        where = self._where(session_id, what="session record")
+        return SessionRecord.from_dict(_loads(raw, where), where)
+
+    async def read_session(self, session_id: str) -> SessionRecord | None:
+        validate_id(session_id, "session_id")
+        return await self._run(self._read_session, session_id)
+
+    def _list_sessions(self, cursor: str | None, limit: int) -> SessionPage:
+        upper = "+" if cursor is None else "(" + index_member(*decode_cursor(cursor))
+        live: list[tuple[str, SessionRecord]] = []
+        while len(live) <= limit:
+            want = limit + 1 - len(live)
+            members = [_text(m) for m in self.client.zrevrangebylex(self._index, upper, "-", start=0, num=want)]
+            if not members:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for member in members:
+                pipe.get(self._k(parse_member(member)[1]).session)
+            dead = []
+            for member, raw in zip(members, pipe.execute(), strict=True):
+                created_at, session_id = parse_member(member)
+                record = self._decode_listed(session_id, raw)
+                if record is None or record.created_at != created_at:
+                    dead.append(member)  # expired, deleted, or a leftover of an earlier incarnation
+                elif record is not False:
+                    live.append((member, record))
+            if dead:
+                self.client.zrem(self._index, *dead)
+                logger.debug("pruned %d expired or deleted sessions from the index", len(dead))
+            upper = "(" + members[-1]
+            if len(members) < want:
+                break
+        page = live[:limit]
+        next_cursor = None
+        if len(live) > limit:
+            created_at, session_id = parse_member(page[-1][0])
+            next_cursor = encode_cursor(SessionRecord(session_id=session_id, created_at=created_at))
+        return SessionPage(sessions=[record for _, record in page], next_cursor=next_cursor)
+
+    def _decode_listed(self, session_id: str, raw: Any) -> Any:
+        """The listed session's record, None if it is gone, False if it cannot be read."""
+        if raw is None:
+            return None
+        try:
+            where = self._where(session_id, what="session record")
+            return SessionRecord.from_dict(_loads(raw, where), where)
+        except CorruptRecordError:
+            # An unreadable session must not hide the others.
+            logger.warning("session_id=<%s> | skipping an unreadable session record", session_id, exc_info=True)
+            return False
+
+    async def list_sessions(self, *, cursor: str | None = None, limit: int = 100) -> SessionPage:
+        if limit < 1:
+            raise ConfigurationError(f"limit must be at least 1, got {limit}")
+        if cursor is not None:
+            decode_cursor(cursor)  # a bad cursor is a ConfigurationError, before any I/O
+        return await self._run(self._list_sessions, cursor, limit)
+
+    def _delete_session(self, session_id: str) -> bool:
+        k = self._k(session_id)
+        raw = self.client.get(k.session)
+        # SCAN finds what the known keys miss (leases, strays); scanning before the atomic
+        # delete means a session re-created meanwhile is not wiped by a late scan.
+        strays = [_text(key) for key in self.client.scan_iter(match=glob_escape(k.base) + "*", count=_SCAN_COUNT)]
+        existed = self._delete(keys=[k.session, k.agents, k.multis, *strays], args=[k.base])
+        if raw is not None:
+            try:
+                created_at = SessionRecord.from_dict(_loads(raw, k.session), k.session).created_at
+                self.client.zrem(self._index, index_member(created_at, session_id))
+            except CorruptRecordError:
+                pass  # its index entry is pruned by the next listing
+        logger.debug("session_id=<%s> | deleted session (%d keys scanned)", session_id, len(strays))
+        return bool(existed) or raw is not None
+
+    async def delete_session(self, session_id: str) -> bool:
+        validate_id(session_id, "session_id")
+        return await self._run(self._delete_session, session_id)
+
+    # -- agents -------------------------------------------------------------------------------
+
+    def _list_agents(self, session_id: str) -> list[str]:
+        k = self._k(session_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(k.session)
+        pipe.smembers(k.agents)
+        exists, members = pipe.execute()
+        if not exists:
+            raise SessionNotFoundError(f"session {session_id!r} does not exist")
+        return sorted(unquote(_text(m)) for m in members)
+
+    async def list_agents(self, session_id: str) -> list[str]:
+        validate_id(session_id, "session_id")
+        return await self._run(self._list_agents, session_id)
+
+    def _create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
+        k = self._k(session_id)
+        stored = agent.copy()
+        stored.version = 1
+        status, number = self._call(
+            self._create_record,
+            [k.session, k.agents, k.agent(agent.agent_id), k.messages(agent.agent_id)],
+            [k.base, self._ttl_ms, encode_id(agent.agent_id), _dumps(stored.to_dict())],
+        )
+        self._check(status, session_id)
+        if status == "conflict":
+            raise ConflictError(f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=number)
+        logger.debug("session_id=<%s>, agent_id=<%s> | created agent", session_id, agent.agent_id)
+        return stored
+
+    async def create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(agent.agent_id, "agent_id")
+        return await self._run(self._create_agent, session_id, agent)
+
+    def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
+        raw = self.client.hget(self._keys(session_id, agent_id)[1], "record")
+        if raw is None:
+            return None
+        where = self._where(session_id, agent_id, "agent record")
+        return AgentRecord.from_dict(_loads(raw, where), where)
+
+    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        return await self._run(self._read_agent, session_id, agent_id)
+
+    def _compare_and_set(
+        self, session_id: str, key: str, kind: str, new: AgentRecord | MultiAgentRecord, expected_version: int
+    ) -> None:
+        """Shared by agent and multi-agent records: read ``created_at``, then CAS on the version.
+
+        ``created_at`` never changes after a record is created, so reading it before the
+        script (which re-checks the version) is safe.
+        """
+        k = self._k(session_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(k.session)
+        pipe.hmget(key, "record", "version")
+        exists, (raw, version) = pipe.execute()
+        if not exists:
+            raise SessionNotFoundError(f"session {session_id!r} does not exist")
+        stored = int(version) if version is not None else 0
+        if raw is None or stored != expected_version:
+            raise ConflictError(f"{kind} is at version {stored}, not {expected_version}", version=stored)
+        where = f"{self._where(session_id)}, {kind}"
+        new.created_at = type(new).from_dict(_loads(raw, where), where).created_at or new.created_at
+        new.version, new.updated_at = expected_version + 1, now_iso()
+        status, number = self._call(
+            self._update_record,
+            [k.session, key],
+            [k.base, self._ttl_ms, expected_version, _dumps(new.to_dict()), uuid.uuid4().hex],
+        )
+        self._check(status, session_id)
+        if status == "conflict":
+            raise ConflictError(f"{kind} is at version {number}, not {expected_version}", version=number)
+        logger.debug("session_id=<%s> | %s at version %d", session_id, kind, new.version)
+
+    def _update_agent(self, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:
+        new = agent.copy()
+        key = self._k(session_id).agent(agent.agent_id)
+        self._compare_and_set(session_id, key, f"agent {agent.agent_id!r}", new, expected_version)
+        return new
+
+    async def update_agent(self, session_id: str, agent: AgentRecord, *, expected_version: int) -> AgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(agent.agent_id, "agent_id")
+        return await self._run(self._update_agent, session_id, agent, expected_version)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
+        first = messages[0].message_id if messages else 0
+        contiguous = all(m.message_id == first + i for i, m in enumerate(messages))
+        status, head = self._call(
+            self._append,
+            self._keys(session_id, agent_id),
+            [
+                self._k(session_id).base,
+                self._ttl_ms,
+                first,
+                1 if contiguous else 0,
+                uuid.uuid4().hex,
+                *(_dumps(m.to_dict()) for m in messages),
+            ],
+        )
+        self._check(status, session_id, agent_id)
+        if status == "conflict":
+            raise ConflictError(
+                f"message id {first} is not the next free id ({head}) for agent {agent_id!r} in session {session_id!r}",
+                head=head,
+            )
+        logger.debug("session_id=<%s>, agent_id=<%s> | appended %d, head %d", session_id, agent_id, len(messages), head)
+        return head
+
+    async def append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        return await self._run(self._append_messages, session_id, agent_id, list(messages))
+
+    def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
+        raw = self.client.lrange(self._keys(session_id, agent_id)[2], start, -1 if end is None else end - 1)
+        out = []
+        for offset, item in enumerate(raw):
+            where = self._where(session_id, agent_id, f"message {start + offset}")
+            out.append(MessageRecord.from_dict(_loads(item, where), where, expected_id=start + offset))
+        return out
+
+    async def read_messages(
+        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
+    ) -> list[MessageRecord]:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        start = max(start, 0)
+        if end is not None and end <= start:
+            return []  # LRANGE would read "end - 1 = -1" as "to the last element"
+        return await self._run(self._read_messages, session_id, agent_id, start, end)
+
+    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        # LLEN is O(1): the hint is not needed.
+        return int(await self._run(self.client.llen, self._keys(session_id, agent_id)[2]))
+
+    def _update_message_sync(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
+        keys = self._keys(session_id, agent_id)
+        created_at = message.created_at
+        current = self.client.lindex(keys[2], message.message_id) if message.message_id >= 0 else None
+        if current is not None:
+            try:
+                created_at = str(json.loads(current).get("created_at") or created_at)
+            except (ValueError, AttributeError):
+                pass  # overwriting an unreadable record is how it gets repaired
+        record = replace(message, created_at=created_at, updated_at=now_iso())
+        status, _ = self._call(
+            self._update_message,
+            keys,
+            [self._k(session_id).base, self._ttl_ms, message.message_id, _dumps(record.to_dict())],
+        )
+        self._check(status, session_id, agent_id)
+        if status == "missing":
+            raise SessionNotFoundError(
+                f"message {message.message_id} does not exist for agent {agent_id!r} in session {session_id!r}"
+            )
+
+    async def update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        await self._run(self._update_message_sync, session_id, agent_id, message)
+
+    def _truncate_messages(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
+        status, head = self._call(
+            self._truncate,
+            self._keys(session_id, agent_id),
+            [self._k(session_id).base, self._ttl_ms, max(new_head, 0), expected_head, uuid.uuid4().hex],
+        )
+        self._check(status, session_id, agent_id)
+        if status == "conflict":
+            raise ConflictError(f"head is {head}, not {expected_head}", head=head)
+        logger.debug("session_id=<%s>, agent_id=<%s> | truncated to %d", session_id, agent_id, head)
+
+    async def truncate_messages(self, session_id: str, agent_id: str, new_head: int, *, expected_head: int) -> None:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        await self._run(self._truncate_messages, session_id, agent_id, new_head, expected_head)
+
+    # -- multi-agent records ------------------------------------------------------------------
+
+    def _create_multi(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+        k = self._k(session_id)
+        stored = replace(record, state=dict(record.state), version=1)
+        status, number = self._call(
+            self._create_record,
+            [k.session, k.multis, k.multi(record.multi_agent_id)],
+            [k.base, self._ttl_ms, encode_id(record.multi_agent_id), _dumps(stored.to_dict())],
+        )
+        self._check(status, session_id)
+        if status == "conflict":
+            raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=number)
+        return stored
+
+    async def create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(record.multi_agent_id, "multi_agent_id")
+        return await self._run(self._create_multi, session_id, record)
+
+    def _read_multi(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+        raw = self.client.hget(self._k(session_id).multi(multi_agent_id), "record")
+        if raw is None:
+            return None
+        where = f"{self._where(session_id)}, multi-agent {multi_agent_id!r}"
+        return MultiAgentRecord.from_dict(_loads(raw, where), where)
+
+    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+        validate_id(session_id, "session_id")
+        validate_id(multi_agent_id, "multi_agent_id")
+        return await self._run(self._read_multi, session_id, multi_agent_id)
+
+    def _update_multi(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
+        new = replace(record, state=dict(record.state))
+        key = self._k(session_id).multi(record.multi_agent_id)
+        self._compare_and_set(session_id, key, f"multi-agent {record.multi_agent_id!r}", new, expected_version)
+        return new
+
+    async def update_multi_agent(
+        self, session_id: str, record: MultiAgentRecord, *, expected_version: int
+    ) -> MultiAgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(record.multi_agent_id, "multi_agent_id")
+        return await self._run(self._update_multi, session_id, record, expected_version)
+
+    # -- leases -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _ms(ttl: float) -> int:
+        return max(1, round(ttl * 1000))
+
+    async def acquire_lease(self, session_id: str, agent_id: str, *, ttl: float, wait: float) -> Lease:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        key = self._k(session_id).lease(agent_id)
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + max(wait, 0.0)
+        delay = 0.002
+        while True:
+            expires = time.time() + ttl
+            if await self._run(self._lease_acquire, [key], [token, self._ms(ttl)]):
+                logger.debug("session_id=<%s>, agent_id=<%s> | acquired lease", session_id, agent_id)
+                return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=expires)
+            if time.monotonic() >= deadline:
+                raise LeaseTimeoutError(
+                    f"session {session_id!r}, agent {agent_id!r} is busy: another invocation holds its lease "
+                    f"(waited {wait:g}s)"
+                )
+            # Jitter keeps waiting processes from polling in lockstep.
+            await asyncio.sleep(min(delay * random.uniform(0.5, 1.0), max(deadline - time.monotonic(), 0.0)))
+            delay = min(delay * 2, 0.05)
+
+    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+        key = self._k(lease.session_id).lease(lease.agent_id)
+        expires = time.time() + ttl
+        if not await self._run(self._lease_renew, [key], [lease.token, self._ms(ttl)]):
+            raise LeaseLostError(f"lease on session {lease.session_id!r}, agent {lease.agent_id!r} was lost")
+        return Lease(session_id=lease.session_id, agent_id=lease.agent_id, token=lease.token, expires_at=expires)
+
+    async def release_lease(self, lease: Lease) -> None:
+        key = self._k(lease.session_id).lease(lease.agent_id)
+        await self._run(self._lease_release, [key], [lease.token])
+        logger.debug("session_id=<%s>, agent_id=<%s> | released lease", lease.session_id, lease.agent_id)
+
+
+class RedisSessionManager(RepositorySessionManager):
+    """Persists an agent's session in Redis.
+
+    Example::
+
+        agent = Agent(agent_id="assistant",
+                      session_manager=RedisSessionManager("user-abc-123", "redis://localhost:6379/0", ttl=86400))
+
+    ``url``, ``client``, ``prefix`` and ``ttl`` build the :class:`RedisSessionRepository`; other
+    keyword options go to :class:`RepositorySessionManager` (``lease_wait``, ``fail_fast``,
+    ``lease_ttl``).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "mooring",
+        ttl: float | None = None,
+        **manager_options: Any,
+    ) -> None:
+        validate_id(session_id, "session_id")
+        repository = RedisSessionRepository(url, client=client, prefix=prefix, ttl=ttl)
+        super().__init__(session_id, repository, **manager_options)

@@ -1,0 +1,703 @@
+"""Derived session operations, written once on top of the :class:`SessionRepository` primitives.
+
+Nothing here is backend specific: fork, copy, export/import and undo only use the contract
+(conditional appends, compare-and-set records, the invocation lease), so they work the same
+on every store, including between two different ones::
+
+    from mooring.session import open_repository
+    from mooring.session.ops import copy_session
+
+    report = await copy_session(open_repository("./sessions"), "user-42", open_repository("sqlite:///s.db"))
+
+Copying is idempotent and resumable: messages are append-only, so the destination's head
+says how far an earlier run got; only the missing tail is appended (after checking that the
+last message already there is the source's), and the agent record is written with
+compare-and-set.
+
+The export format is JSON Lines, one record per line:
+
+.. code-block:: text
+
+    {"type": "mooring-export", "version": 1, "session_id": ..., "exported_at": ..., "source": ...}
+    {"type": "session", "record": {...session.json...}}
+    {"type": "agent", "agent_id": ..., "messages": N, "record": {...agent.json...}}
+    {"type": "message", "agent_id": ..., "record": {...message_<id>.json...}}    (N lines, ids 0..N-1)
+    {"type": "multi_agent", "record": {...multi_agent.json...}}
+    {"type": "end", "agents": A, "messages": M, "multi_agents": K}
+
+Records use the stored (Strands-compatible) JSON shapes. The ``end`` line lets an import
+tell a complete export from a truncated one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from mooring._ids import validate_id
+from mooring.errors import ConfigurationError, ConflictError, CorruptRecordError, SessionNotFoundError
+from mooring.session.records import (
+    AgentRecord,
+    MessageRecord,
+    MultiAgentRecord,
+    SessionRecord,
+    now_iso,
+)
+from mooring.session.repository import Lease, SessionRepository
+from mooring.types import tool_result_ids
+
+EXPORT_TYPE = "mooring-export"
+EXPORT_VERSION = 1
+
+_BATCH = 100
+_CAS_ATTEMPTS = 8
+
+
+class SessionSource(Protocol):
+    """The read side of the contract; every :class:`SessionRepository` is one."""
+
+    async def read_session(self, session_id: str) -> SessionRecord | None: ...
+
+    async def list_agents(self, session_id: str) -> list[str]: ...
+
+    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None: ...
+
+    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int: ...
+
+    async def read_messages(
+        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
+    ) -> list[MessageRecord]: ...
+
+    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None: ...
+
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(kw_only=True)
+class CopyReport:
+    """What :func:`copy_session` (and fork/import) did for one session."""
+
+    session_id: str
+    target_id: str
+    created: bool = False
+    agents: int = 0
+    messages_copied: int = 0
+    messages_present: int = 0
+    agent_records_written: int = 0
+    multi_agents_written: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(kw_only=True)
+class UndoResult:
+    """What :func:`undo_last_turn` removed: messages ``new_head .. old_head - 1``."""
+
+    old_head: int
+    new_head: int
+
+    @property
+    def removed(self) -> int:
+        return self.old_head - self.new_head
+
+
+def describe(store: object) -> str:
+    """A store's short description for messages (``describe()`` when it has one)."""
+    method = getattr(store, "describe", None)
+    return str(method()) if callable(method) else type(store).__name__
+
+
+# -- multi-agent listing ----------------------------------------------------------------------
+
+
+async def list_multi_agent_ids(source: object, session_id: str) -> list[str]:
+    """Ids of the session's multi-agent records.
+
+    The repository contract has no listing for multi-agent records, so this uses a
+    ``list_multi_agents(session_id)`` method when the store has one, reads the directory for
+    the file backend, and otherwise returns ``[]`` (such records are then not copied).
+    """
+    lister = getattr(source, "list_multi_agents", None)
+    if callable(lister):
+        return sorted(await lister(session_id))
+    from mooring.session.file import FileSessionRepository
+
+    if isinstance(source, FileSessionRepository):
+        root = source.storage_dir / f"session_{validate_id(session_id)}" / "multi_agents"
+        return await asyncio.to_thread(_scan_multi_agents, root)
+    return []
+
+
+def _scan_multi_agents(root: os.PathLike[str]) -> list[str]:
+    try:
+        entries = list(os.scandir(root))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    prefix = "multi_agent_"
+    return sorted(
+        e.name[len(prefix) :]
+        for e in entries
+        if e.name.startswith(prefix)
+        and e.is_dir(follow_symlinks=False)
+        and os.path.isfile(os.path.join(e.path, "multi_agent.json"))
+    )
+
+
+# -- copy / fork ------------------------------------------------------------------------------
+
+
+async def count_messages(source: SessionSource, session_id: str) -> int:
+    """Messages stored in a session, over all its agents (for progress bars)."""
+    total = 0
+    for agent_id in await source.list_agents(session_id):
+        try:
+            record = await source.read_agent(session_id, agent_id)
+        except CorruptRecordError:
+            record = None
+        hint = record.next_message_id if record is not None and record.next_message_id else None
+        total += await source.message_head(session_id, agent_id, hint=hint)
+    return total
+
+
+async def copy_session(
+    source: SessionSource,
+    session_id: str,
+    target: SessionRepository,
+    target_id: str | None = None,
+    *,
+    new_only: bool = False,
+    lease_wait: float | None = None,
+    on_messages: ProgressCallback | None = None,
+    batch_size: int = _BATCH,
+) -> CopyReport:
+    """Copy one session (every agent, message and multi-agent record) into ``target``.
+
+    Re-running after an interruption finishes the job; re-running after success changes
+    nothing. Raises ``ConflictError`` when the destination diverged from the source (it holds
+    other messages at the same ids), and never overwrites a message.
+
+    Args:
+        target_id: the session id at the destination (default: the same id).
+        new_only: refuse (``ConflictError``) when the destination session already exists.
+        lease_wait: when set, hold each source agent's invocation lease (waiting up to this
+            long) while copying it, so the copy is a coherent snapshot of a live session.
+        on_messages: called with the number of messages handled after each batch.
+    """
+    target_id = validate_id(target_id if target_id is not None else session_id, "session_id")
+    if batch_size < 1:
+        raise ConfigurationError(f"batch_size must be at least 1, got {batch_size}")
+    report = CopyReport(session_id=session_id, target_id=target_id)
+    await _copy_into(
+        report,
+        source,
+        target,
+        new_only=new_only,
+        lease_wait=lease_wait,
+        on_messages=on_messages,
+        batch_size=batch_size,
+    )
+    return report
+
+
+async def _copy_into(
+    report: CopyReport,
+    source: SessionSource,
+    target: SessionRepository,
+    *,
+    new_only: bool,
+    lease_wait: float | None = None,
+    on_messages: ProgressCallback | None = None,
+    batch_size: int = _BATCH,
+    restamp: bool = False,
+) -> None:
+    session_id, target_id = report.session_id, report.target_id
+    session = await source.read_session(session_id)
+    if session is None:
+        raise SessionNotFoundError(f"session {session_id!r} does not exist in {describe(source)}")
+    exists_msg = f"session {target_id!r} already exists in {target.describe()}"
+    if await target.read_session(target_id) is not None:
+        if new_only:
+            raise ConflictError(exists_msg)
+    else:
+        try:
+            stamp = now_iso() if restamp else None
+            await target.create_session(
+                SessionRecord(
+                    session_id=target_id,
+                    session_type=session.session_type,
+                    created_at=stamp or session.created_at,
+                    updated_at=stamp or session.updated_at,
+                    extra=dict(session.extra),
+                )
+            )
+            report.created = True
+        except ConflictError:
+            if new_only:
+                raise ConflictError(exists_msg) from None
+    for agent_id in await source.list_agents(session_id):
+        lease: Lease | None = None
+        if lease_wait is not None and isinstance(source, SessionRepository):
+            lease = await source.acquire_lease(session_id, agent_id, ttl=max(lease_wait, 30.0), wait=lease_wait)
+        try:
+            await _copy_agent(source, session_id, target, target_id, agent_id, report, on_messages, batch_size)
+        finally:
+            if lease is not None and isinstance(source, SessionRepository):
+                await source.release_lease(lease)
+    for multi_id in await list_multi_agent_ids(source, session_id):
+        await _copy_multi_agent(source, session_id, target, target_id, multi_id, report)
+
+
+async def _copy_agent(
+    source: SessionSource,
+    session_id: str,
+    target: SessionRepository,
+    target_id: str,
+    agent_id: str,
+    report: CopyReport,
+    on_messages: ProgressCallback | None,
+    batch_size: int,
+) -> None:
+    where = f"session {session_id!r}, agent {agent_id!r}"
+    record = await source.read_agent(session_id, agent_id)
+    if record is None:
+        raise CorruptRecordError(f"{where}: the agent is listed but has no agent record in {describe(source)}")
+    head = await source.message_head(session_id, agent_id, hint=record.next_message_id or None)
+    report.agents += 1
+    dest = await target.read_agent(target_id, agent_id)
+    if dest is None:
+        fresh = _agent_copy(record, next_message_id=0)
+        try:
+            dest = await target.create_agent(target_id, fresh)
+        except ConflictError:
+            dest = await target.read_agent(target_id, agent_id)
+            if dest is None:
+                raise
+    present = await target.message_head(target_id, agent_id, hint=dest.next_message_id or None)
+    if present > head:
+        raise ConflictError(
+            f"{where}: the destination holds {present} messages but the source only {head}; "
+            "they diverged, nothing was overwritten",
+            head=present,
+        )
+    if present > 0:
+        # Appends are dense and in order, so if the last message already there is the
+        # source's, everything before it is too (from this or an earlier, interrupted copy).
+        theirs = await target.read_messages(target_id, agent_id, present - 1, present)
+        ours = await source.read_messages(session_id, agent_id, present - 1, present)
+        if len(theirs) != 1 or len(ours) != 1 or not _same_message(theirs[0], ours[0]):
+            raise ConflictError(
+                f"{where}: message {present - 1} differs between the source and the destination; "
+                "they diverged, nothing was overwritten",
+                head=present,
+            )
+    report.messages_present += present
+    if on_messages is not None and present:
+        on_messages(present)
+    position = present
+    while position < head:
+        end = min(position + batch_size, head)
+        batch = await source.read_messages(session_id, agent_id, position, end)
+        _require_dense(batch, position, end, where)
+        position = await target.append_messages(target_id, agent_id, batch)
+        report.messages_copied += len(batch)
+        if on_messages is not None:
+            on_messages(len(batch))
+    if await _write_agent_record(target, target_id, _agent_copy(record, next_message_id=head)):
+        report.agent_records_written += 1
+
+
+def _agent_copy(record: AgentRecord, *, next_message_id: int) -> AgentRecord:
+    return AgentRecord(
+        agent_id=record.agent_id,
+        state=record.state,
+        conversation_manager_state=record.conversation_manager_state,
+        internal_state=record.internal_state,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        next_message_id=next_message_id,
+        extra=dict(record.extra),
+    )
+
+
+def _same_agent(a: AgentRecord, b: AgentRecord) -> bool:
+    return (
+        a.state == b.state
+        and a.conversation_manager_state == b.conversation_manager_state
+        and a.internal_state == b.internal_state
+        and a.extra == b.extra
+        and a.next_message_id == b.next_message_id
+    )
+
+
+def _same_message(a: MessageRecord, b: MessageRecord) -> bool:
+    return a.message == b.message and a.redact_message == b.redact_message
+
+
+def _require_dense(batch: Sequence[MessageRecord], start: int, end: int, where: str) -> None:
+    ids = [r.message_id for r in batch]
+    if ids != list(range(start, end)):
+        missing = sorted(set(range(start, end)) - set(ids))
+        raise CorruptRecordError(
+            f"{where}: message(s) {', '.join(map(str, missing[:10]))} missing from the source; "
+            "run `mooring sessions verify` on it"
+        )
+
+
+async def _write_agent_record(target: SessionRepository, session_id: str, wanted: AgentRecord) -> bool:
+    """Make the stored agent record match ``wanted`` by compare-and-set; False if it already did."""
+    for _ in range(_CAS_ATTEMPTS):
+        current = await target.read_agent(session_id, wanted.agent_id)
+        if current is None:
+            raise SessionNotFoundError(f"agent {wanted.agent_id!r} vanished from session {session_id!r}")
+        if _same_agent(current, wanted):
+            return False
+        try:
+            await target.update_agent(session_id, wanted, expected_version=current.version)
+            return True
+        except ConflictError:
+            continue  # someone wrote in between: re-read and compare again
+    raise ConflictError(
+        f"session {session_id!r}, agent {wanted.agent_id!r}: the agent record kept changing during the copy"
+    )
+
+
+async def _copy_multi_agent(
+    source: SessionSource, session_id: str, target: SessionRepository, target_id: str, multi_id: str, report: CopyReport
+) -> None:
+    record = await source.read_multi_agent(session_id, multi_id)
+    if record is None:
+        return
+    current = await target.read_multi_agent(target_id, multi_id)
+    if current is not None and current.state == record.state:
+        return
+    state = dict(record.state)
+    # Compare-and-set both ways: a concurrent writer makes the copy fail loudly, never lose data.
+    if current is None:
+        new = MultiAgentRecord(
+            multi_agent_id=multi_id, state=state, created_at=record.created_at, updated_at=record.updated_at
+        )
+        await target.create_multi_agent(target_id, new)
+    else:
+        new = MultiAgentRecord(multi_agent_id=multi_id, state=state)
+        await target.update_multi_agent(target_id, new, expected_version=current.version)
+    report.multi_agents_written += 1
+
+
+async def fork_session(
+    repository: SessionRepository, session_id: str, new_id: str, *, lease_wait: float = 30.0
+) -> CopyReport:
+    """Copy a session to a new id in the same store; ``ConflictError`` if ``new_id`` exists.
+
+    Each agent's invocation lease is held while it is copied, so a turn running in another
+    process is either wholly in the fork or not at all. A fork that fails half way is removed.
+    """
+    new_id = validate_id(new_id, "session_id")
+    if new_id == session_id:
+        raise ConfigurationError("the fork needs a session id different from the original's")
+    report = CopyReport(session_id=session_id, target_id=new_id)
+    try:
+        # A fork is a new session: it sorts as the newest, not beside its original.
+        await _copy_into(report, repository, repository, new_only=True, lease_wait=lease_wait, restamp=True)
+    except BaseException:
+        await _remove_if_created(repository, report)
+        raise
+    return report
+
+
+async def _remove_if_created(repository: SessionRepository, report: CopyReport) -> None:
+    # Only a session this operation created is removed; an existing one is never touched.
+    if report.created:
+        await repository.delete_session(report.target_id)
+
+
+# -- export / import --------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ExportSummary:
+    session_id: str
+    agents: int = 0
+    messages: int = 0
+    multi_agents: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def counts(self) -> dict[str, int]:
+        return {"agents": self.agents, "messages": self.messages, "multi_agents": self.multi_agents}
+
+
+def _line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+async def export_session(
+    source: SessionSource, session_id: str, write: Callable[[str], object], *, batch_size: int = _BATCH
+) -> ExportSummary:
+    """Write one session as JSON Lines through ``write`` (one call per line, newline included)."""
+    session = await source.read_session(session_id)
+    if session is None:
+        raise SessionNotFoundError(f"session {session_id!r} does not exist in {describe(source)}")
+    summary = ExportSummary(session_id=session_id)
+    header = {"type": EXPORT_TYPE, "version": EXPORT_VERSION, "session_id": session_id, "exported_at": now_iso()}
+    write(_line({**header, "source": describe(source)}))
+    write(_line({"type": "session", "record": session.to_dict()}))
+    for agent_id in await source.list_agents(session_id):
+        where = f"session {session_id!r}, agent {agent_id!r}"
+        record = await source.read_agent(session_id, agent_id)
+        if record is None:
+            raise CorruptRecordError(f"{where}: the agent is listed but has no agent record")
+        head = await source.message_head(session_id, agent_id, hint=record.next_message_id or None)
+        write(_line({"type": "agent", "agent_id": agent_id, "messages": head, "record": record.to_dict()}))
+        for start in range(0, head, batch_size):
+            end = min(start + batch_size, head)
+            batch = await source.read_messages(session_id, agent_id, start, end)
+            _require_dense(batch, start, end, where)
+            for message in batch:
+                write(_line({"type": "message", "agent_id": agent_id, "record": message.to_dict()}))
+        summary.agents += 1
+        summary.messages += head
+    for multi_id in await list_multi_agent_ids(source, session_id):
+        multi = await source.read_multi_agent(session_id, multi_id)
+        if multi is not None:
+            write(_line({"type": "multi_agent", "record": multi.to_dict()}))
+            summary.multi_agents += 1
+    write(_line({"type": "end", **summary.counts()}))
+    return summary
+
+
+@dataclass(kw_only=True)
+class _SnapshotAgent:
+    record: AgentRecord
+    declared: int
+    messages: list[MessageRecord] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class SessionSnapshot:
+    """A whole session held in memory (a parsed export); a :class:`SessionSource`."""
+
+    session: SessionRecord
+    agents: dict[str, _SnapshotAgent] = field(default_factory=dict)
+    multi_agents: dict[str, MultiAgentRecord] = field(default_factory=dict)
+
+    @property
+    def session_id(self) -> str:
+        return self.session.session_id
+
+    @property
+    def message_count(self) -> int:
+        return sum(len(a.messages) for a in self.agents.values())
+
+    def _agent(self, session_id: str, agent_id: str) -> _SnapshotAgent | None:
+        return self.agents.get(agent_id) if session_id == self.session.session_id else None
+
+    def describe(self) -> str:
+        return "export file"
+
+    async def read_session(self, session_id: str) -> SessionRecord | None:
+        return self.session if session_id == self.session.session_id else None
+
+    async def list_agents(self, session_id: str) -> list[str]:
+        return sorted(self.agents) if session_id == self.session.session_id else []
+
+    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
+        found = self._agent(session_id, agent_id)
+        return found.record if found is not None else None
+
+    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
+        found = self._agent(session_id, agent_id)
+        return len(found.messages) if found is not None else 0
+
+    async def read_messages(
+        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
+    ) -> list[MessageRecord]:
+        found = self._agent(session_id, agent_id)
+        return found.messages[max(start, 0) : end] if found is not None else []
+
+    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+        return self.multi_agents.get(multi_agent_id) if session_id == self.session.session_id else None
+
+    async def list_multi_agents(self, session_id: str) -> list[str]:
+        return sorted(self.multi_agents) if session_id == self.session.session_id else []
+
+
+def read_export(lines: Iterable[str], where: str = "export") -> SessionSnapshot:
+    """Parse and fully validate an export; ``CorruptRecordError`` names the bad line."""
+    snapshot: SessionSnapshot | None = None
+    header_seen = False
+    ended: dict[str, Any] | None = None
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        at = f"{where}:{number}"
+        if ended is not None:
+            raise CorruptRecordError(f"{at}: data after the end record")
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise CorruptRecordError(f"{at}: not valid JSON ({exc})") from exc
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise CorruptRecordError(f"{at}: expected a JSON object with a 'type'")
+        kind = item["type"]
+        if not header_seen:
+            if kind != EXPORT_TYPE:
+                raise CorruptRecordError(f"{at}: not a mooring export (the first line must have type {EXPORT_TYPE!r})")
+            version = item.get("version")
+            if version != EXPORT_VERSION:
+                raise CorruptRecordError(
+                    f"{at}: export format version {version!r} is not supported (this mooring reads {EXPORT_VERSION})"
+                )
+            header_seen = True
+            continue
+        if kind == "session":
+            if snapshot is not None:
+                raise CorruptRecordError(f"{at}: a second session record")
+            snapshot = SessionSnapshot(session=SessionRecord.from_dict(item.get("record"), at))
+            continue
+        if snapshot is None:
+            raise CorruptRecordError(f"{at}: {kind!r} record before the session record")
+        if kind == "agent":
+            record = AgentRecord.from_dict(item.get("record"), at)
+            if record.agent_id in snapshot.agents:
+                raise CorruptRecordError(f"{at}: agent {record.agent_id!r} appears twice")
+            declared = item.get("messages")
+            if not isinstance(declared, int) or declared < 0:
+                raise CorruptRecordError(f"{at}: 'messages' must be a non-negative integer")
+            snapshot.agents[record.agent_id] = _SnapshotAgent(record=record, declared=declared)
+        elif kind == "message":
+            agent = snapshot.agents.get(str(item.get("agent_id")))
+            if agent is None:
+                raise CorruptRecordError(f"{at}: message for agent {item.get('agent_id')!r} before its agent record")
+            message = MessageRecord.from_dict(item.get("record"), at, expected_id=len(agent.messages))
+            agent.messages.append(message)
+        elif kind == "multi_agent":
+            multi = MultiAgentRecord.from_dict(item.get("record"), at)
+            snapshot.multi_agents[multi.multi_agent_id] = multi
+        elif kind == "end":
+            ended = item
+        else:
+            raise CorruptRecordError(f"{at}: unknown record type {kind!r}")
+    if not header_seen:
+        raise CorruptRecordError(f"{where}: empty file, not a mooring export")
+    if snapshot is None:
+        raise CorruptRecordError(f"{where}: no session record")
+    if ended is None:
+        raise CorruptRecordError(f"{where}: no end record; the export is truncated")
+    for agent_id, agent in snapshot.agents.items():
+        if len(agent.messages) != agent.declared:
+            raise CorruptRecordError(
+                f"{where}: agent {agent_id!r} declares {agent.declared} messages but the file holds "
+                f"{len(agent.messages)}"
+            )
+    counts = (len(snapshot.agents), snapshot.message_count, len(snapshot.multi_agents))
+    if (ended.get("agents"), ended.get("messages"), ended.get("multi_agents")) != counts:
+        raise CorruptRecordError(f"{where}: the end record's counts do not match the records in the file")
+    return snapshot
+
+
+async def import_session(
+    target: SessionRepository,
+    snapshot: SessionSnapshot,
+    *,
+    target_id: str | None = None,
+    replace: bool = False,
+) -> CopyReport:
+    """Store a parsed export; an existing session is an error unless ``replace``.
+
+    With ``replace`` the existing session is deleted first: the file was fully validated
+    before (by :func:`read_export`), so only a store failure can interrupt the import after that.
+    """
+    target_id = validate_id(target_id if target_id is not None else snapshot.session_id, "session_id")
+    if await target.read_session(target_id) is not None:
+        if not replace:
+            raise ConflictError(
+                f"session {target_id!r} already exists in {target.describe()}; pass --replace to overwrite it"
+            )
+        await target.delete_session(target_id)
+    report = CopyReport(session_id=snapshot.session_id, target_id=target_id)
+    try:
+        await _copy_into(report, snapshot, target, new_only=True)
+    except BaseException:
+        await _remove_if_created(target, report)
+        raise
+    return report
+
+
+# -- undo -------------------------------------------------------------------------------------
+
+
+def is_prompt(record: MessageRecord) -> bool:
+    """A user turn's opening message: a user message that carries no tool results."""
+    message = record.to_message()
+    return message["role"] == "user" and not tool_result_ids(message)
+
+
+async def undo_last_turn(
+    repository: SessionRepository,
+    session_id: str,
+    agent_id: str,
+    *,
+    lease_wait: float = 30.0,
+    lease_ttl: float = 30.0,
+) -> UndoResult:
+    """Durably remove the last turn (the last prompt and everything after it).
+
+    Runs under the (session, agent) invocation lease, truncates with the head it read as
+    ``expected_head``, then moves the agent record's head hint (and the conversation
+    manager's ``removed_message_count`` when it pointed past the new head) by compare-and-set.
+    """
+    lease = await repository.acquire_lease(session_id, agent_id, ttl=lease_ttl, wait=lease_wait)
+    try:
+        record = await repository.read_agent(session_id, agent_id)
+        if record is None:
+            raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
+        head = await repository.message_head(session_id, agent_id, hint=record.next_message_id or None)
+        prompt_id = await _last_prompt_id(repository, session_id, agent_id, head)
+        if prompt_id is None:
+            return UndoResult(old_head=head, new_head=head)
+        await repository.truncate_messages(session_id, agent_id, prompt_id, expected_head=head)
+        await set_head_hint(repository, session_id, agent_id, prompt_id)
+        return UndoResult(old_head=head, new_head=prompt_id)
+    finally:
+        await repository.release_lease(lease)
+
+
+async def _last_prompt_id(repository: SessionRepository, session_id: str, agent_id: str, head: int) -> int | None:
+    step = 32
+    high = head
+    while high > 0:
+        low = max(high - step, 0)
+        for record in reversed(await repository.read_messages(session_id, agent_id, low, high)):
+            if is_prompt(record):
+                return record.message_id
+        high = low
+    return None
+
+
+async def set_head_hint(repository: SessionRepository, session_id: str, agent_id: str, head: int) -> bool:
+    """Point the agent record's ``next_message_id`` (and a too-large ``removed_message_count``)
+    at ``head``, by compare-and-set; False when the record already agreed."""
+    for _ in range(_CAS_ATTEMPTS):
+        current = await repository.read_agent(session_id, agent_id)
+        if current is None:
+            raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
+        wanted = current.copy()
+        wanted.next_message_id = head
+        removed = wanted.conversation_manager_state.get("removed_message_count")
+        if isinstance(removed, int) and removed > head:
+            wanted.conversation_manager_state["removed_message_count"] = head
+        if _same_agent(current, wanted):
+            return False
+        try:
+            await repository.update_agent(session_id, wanted, expected_version=current.version)
+            return True
+        except ConflictError:
+            continue
+    raise ConflictError(f"session {session_id!r}, agent {agent_id!r}: the agent record kept changing")

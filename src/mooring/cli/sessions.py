@@ -26,7 +26,7 @@ from mooring._sync import run_sync
 from mooring.cli import _verify
 from mooring.cli._output import UsageError, console, conversation_text, emit_json, is_tty, message_json
 from mooring.errors import CorruptRecordError, MooringError, SessionNotFoundError
-from mooring.session import ops
+from mooring.session import export, ops
 from mooring.session.records import MessageRecord
 from mooring.session.repository import SessionRepository
 from mooring.session.url import default_store_url, open_repository
@@ -224,11 +224,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     async def body(repository: SessionRepository) -> int:
         if args.output in (None, "-"):
-            summary = await ops.export_session(repository, args.session_id, sys.stdout.write)
+            summary = await export.export_session(repository, args.session_id, sys.stdout.write)
             sys.stdout.flush()
             return 0
         with _atomic_output(args.output) as handle:
-            summary = await ops.export_session(repository, args.session_id, handle.write)
+            summary = await export.export_session(repository, args.session_id, handle.write)
         if args.json:
             emit_json({**summary.to_dict(), "output": args.output})
         else:
@@ -243,13 +243,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     if args.file == "-":
-        snapshot = ops.read_export(sys.stdin, "<stdin>")
+        snapshot = export.read_export(sys.stdin, "<stdin>")
     else:
         with open(args.file, encoding="utf-8") as handle:
-            snapshot = ops.read_export(handle, args.file)
+            snapshot = export.read_export(handle, args.file)
 
     async def body(repository: SessionRepository) -> int:
-        report = await ops.import_session(repository, snapshot, target_id=args.as_id, replace=args.replace)
+        report = await export.import_session(repository, snapshot, target_id=args.as_id, replace=args.replace)
         if args.json:
             emit_json(report.to_dict())
         else:

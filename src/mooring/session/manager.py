@@ -198,10 +198,15 @@ class RepositorySessionManager(SessionManager):
         prepend: list[Message] = []
         if record.conversation_manager_state:
             prepend = agent.conversation_manager.restore_from_session(record.conversation_manager_state) or []
-        head = await self.repository.message_head(self.session_id, agent.agent_id, hint=record.next_message_id)
+        records, head = await self.repository.read_window(
+            self.session_id,
+            agent.agent_id,
+            agent.conversation_manager.removed_message_count,
+            head_hint=record.next_message_id,
+        )
         start = min(agent.conversation_manager.removed_message_count, head)
         agent.conversation_manager.removed_message_count = start
-        records = await self._read_range(agent.agent_id, start, head)
+        self._check_dense(agent.agent_id, records, start, head)
         if agent.messages and not reload:
             logger.warning(
                 "session_id=<%s>, agent_id=<%s> | the stored conversation replaces the %d messages given to the Agent",
@@ -228,6 +233,10 @@ class RepositorySessionManager(SessionManager):
         if end <= start:
             return []
         records = await self.repository.read_messages(self.session_id, agent_id, start, end)
+        self._check_dense(agent_id, records, start, end)
+        return records
+
+    def _check_dense(self, agent_id: str, records: list[MessageRecord], start: int, end: int) -> None:
         expected = start
         for record in records:
             if record.message_id != expected:
@@ -238,7 +247,6 @@ class RepositorySessionManager(SessionManager):
                 f"session {self.session_id!r}, agent {agent_id!r}: message {expected} is missing "
                 f"(expected every id from {start} to {end - 1})"
             )
-        return records
 
     async def _repair_if_idle(self, tracked: _Tracked) -> None:
         """Close a turn a crashed process left open, if nobody is running a turn right now."""

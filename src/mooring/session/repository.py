@@ -125,6 +125,19 @@ class SessionRepository(ABC):
         Removal goes from the highest id down, so a crash leaves a dense prefix.
         """
 
+    async def read_window(
+        self, session_id: str, agent_id: str, start: int, *, head_hint: int | None = None
+    ) -> tuple[list[MessageRecord], int]:
+        """The messages from ``start`` (clamped to the head) up to the head, and the head.
+
+        This is what a restore needs. The default is :meth:`message_head` then
+        :meth:`read_messages`; a remote backend may override it to verify the hint and fetch
+        the window in one round of requests.
+        """
+        head = await self.message_head(session_id, agent_id, hint=head_hint)
+        start = min(max(start, 0), head)
+        return await self.read_messages(session_id, agent_id, start, head), head
+
     # -- multi-agent records ------------------------------------------------------------------
 
     @abstractmethod

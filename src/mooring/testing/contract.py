@@ -234,6 +234,18 @@ class SessionRepositoryContract:
         assert await repository.read_messages(sid, "nobody") == []
 
     @_on_fresh_loop
+    async def test_read_window_with_any_hint(self, repository: SessionRepository) -> None:
+        sid = await _session_with_agent(repository)
+        await repository.append_messages(sid, "agent", [_msg(i) for i in range(50)])
+        for hint in (None, 0, 10, 49, 50, 51, 400):
+            window, head = await repository.read_window(sid, "agent", 10, head_hint=hint)
+            assert head == 50
+            assert [r.message_id for r in window] == list(range(10, 50))
+        window, head = await repository.read_window(sid, "agent", 70, head_hint=50)
+        assert (window, head) == ([], 50)
+        assert await repository.read_window(sid, "nobody", 0, head_hint=3) == ([], 0)
+
+    @_on_fresh_loop
     async def test_append_at_taken_id_conflicts_and_writes_nothing(self, repository: SessionRepository) -> None:
         sid = await _session_with_agent(repository)
         await repository.append_messages(sid, "agent", [_msg(0, "original"), _msg(1, "original")])

@@ -1,0 +1,680 @@
+"""The S3 backend: Strands' S3 key layout, made safe for many writers by conditional requests.
+
+Keys under ``s3://<bucket>/<prefix>/``, identical to the file backend's tree and to Strands'
+``S3SessionManager``, with the same JSON bodies (``indent=2``)::
+
+    session_<id>/session.json
+    session_<id>/agents/agent_<id>/agent.json
+    session_<id>/agents/agent_<id>/messages/message_<N>.json
+    session_<id>/multi_agents/multi_agent_<id>/multi_agent.json
+    session_<id>/.leases/agent_<id>.json          (mooring only; Strands never reads it)
+
+- A new message, session, agent or multi-agent record is ``PutObject`` with
+  ``If-None-Match: *``; a taken id raises ``ConflictError`` carrying the head.
+- The agent and multi-agent records are compare-and-set: GET, compare the ``version`` in the
+  body, then ``PutObject`` with ``If-Match`` on the ETag that GET returned.
+- The invocation lease is an object created with ``If-None-Match``, renewed and taken over
+  (only once its ``expires_at`` has passed) with ``If-Match``, released with ``DeleteObject``
+  ``If-Match``, so a holder never removes its successor's lease.
+- Restore never lists: ``read_window`` GETs the window ``[start, hint)`` and probes that
+  ``message_<hint>`` is absent, in one concurrent round; ``message_head(hint)`` alone checks
+  ``message_<hint>`` absent and ``message_<hint-1>`` present, and gallops only when the hint
+  is wrong; ``read_messages`` GETs keys by name,
+  concurrently. A 40-message window costs 42 requests whatever the history's length.
+
+On first write the repository checks once that the server refuses failed conditions (some
+S3-compatible servers ignore the headers). Where one is ignored it logs a warning and falls
+back to check-then-write, leaving the lease as the only guard against concurrent writers.
+
+Errors: see :mod:`mooring.session._s3_io` (``NoSuchBucket`` and access errors are
+``ConfigurationError``; throttling and network failures are retried, then
+``StorageUnavailableError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from mooring._ids import validate_id
+from mooring.errors import (
+    ConfigurationError,
+    ConflictError,
+    CorruptRecordError,
+    InvalidIdentifierError,
+    LeaseTimeoutError,
+    SessionNotFoundError,
+)
+from mooring.session._fs import encode
+from mooring.session._s3_head import find_head
+from mooring.session._s3_io import (
+    ConditionalSupport,
+    NotFound,
+    PreconditionFailed,
+    S3Io,
+    S3Object,
+    build_client,
+)
+from mooring.session._s3_lease import S3Leases
+from mooring.session.manager import RepositorySessionManager
+from mooring.session.records import (
+    AgentRecord,
+    MessageRecord,
+    MultiAgentRecord,
+    SessionPage,
+    SessionRecord,
+    now_iso,
+)
+from mooring.session.repository import Lease, SessionRepository
+from mooring.session.util import page_sessions
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3SessionManager", "S3SessionRepository"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_MAX_WAVE = 1000
+_UPDATE_ATTEMPTS = 5
+_RESERVED_PUT_ARGS = frozenset({"Bucket", "Key", "Body", "IfMatch", "IfNoneMatch"})
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, str):  # query options from open_repository arrive as strings
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
+
+
+class S3SessionRepository(SessionRepository):
+    """Sessions in an S3 bucket, readable and writable by Strands' ``S3SessionManager`` too.
+
+    Example::
+
+        repo = S3SessionRepository("my-bucket", "agents/prod", region_name="eu-west-1",
+                                   put_object_kwargs={"ServerSideEncryption": "aws:kms",
+                                                      "SSEKMSKeyId": "alias/sessions"})
+
+    Args:
+        bucket: an existing bucket.
+        prefix: key prefix; leading and trailing slashes are ignored.
+        boto_session / client / region_name / endpoint_url: how to reach S3. A given ``client``
+            is used as is (its own retry settings then add to ours) and gets a request-counting
+            event handler; otherwise one is built from ``boto_session`` (default: a new
+            ``boto3`` session with the standard credential chain).
+        put_object_kwargs: extra ``PutObject`` parameters for every write (``ServerSideEncryption``,
+            ``SSEKMSKeyId``, ``StorageClass``, ``Tagging`` ...).
+        max_concurrency: parallel GETs when reading a range of messages.
+        max_attempts: tries per request on throttling, 5xx and network errors.
+        lease_clock_skew: seconds added to an expired lease's deadline before taking it over.
+            Expiry compares the holder's clock (in the lease body) with ours; fencing by the
+            conditional appends keeps data safe either way, this only avoids needless takeovers
+            between hosts whose clocks disagree.
+        verify_conditional_writes: check once, at the first write, that the server honours
+            ``If-None-Match``/``If-Match`` (a probe object under ``<prefix>/.mooring/``).
+
+    ``request_counts`` counts HTTP requests by operation (``GetObject``, ``PutObject``,
+    ``ListObjectsV2`` ...) since construction or :meth:`reset_request_counts`.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"lease_expiry"})
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        boto_session: Any = None,
+        client: S3Client | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        put_object_kwargs: dict[str, Any] | None = None,
+        max_concurrency: int = 16,
+        max_attempts: int = 5,
+        lease_clock_skew: float = 0.0,
+        verify_conditional_writes: bool = True,
+    ) -> None:
+        if not bucket or not isinstance(bucket, str):
+            raise ConfigurationError("S3SessionRepository needs a bucket name")
+        extra = dict(put_object_kwargs or {})
+        reserved = sorted(_RESERVED_PUT_ARGS.intersection(extra))
+        if reserved:
+            raise ConfigurationError(f"put_object_kwargs may not set {', '.join(reserved)}: mooring sets them")
+        max_concurrency = int(max_concurrency)
+        if max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.bucket = bucket
+        self.prefix = (prefix or "").strip("/")
+        self._base = f"{self.prefix}/" if self.prefix else ""
+        self.put_object_kwargs = extra
+        self._owns_client = client is None
+        if client is None:
+            client = build_client(
+                boto_session=boto_session,
+                region_name=region_name,
+                endpoint_url=endpoint_url,
+                max_pool_connections=max_concurrency + 8,
+            )
+        self.client = client
+        self._io = S3Io(
+            client,
+            bucket,
+            max_attempts=int(max_attempts),
+            max_concurrency=max_concurrency,
+            put_extra=extra,
+            probe_key=f"{self._base}.mooring/conditional-probe.json",
+            verify_conditional=_as_bool(verify_conditional_writes),
+        )
+        self._leases = S3Leases(self._io, clock_skew=float(lease_clock_skew))
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def request_counts(self) -> dict[str, int]:
+        """HTTP requests made through the client, by S3 operation name."""
+        return self._io.counts()
+
+    def reset_request_counts(self) -> None:
+        self._io.reset_counts()
+
+    @property
+    def conditional_support(self) -> ConditionalSupport | None:
+        """Which conditional headers the server honours (``None`` until the first write checks)."""
+        return self._io.support
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._io.close)
+        if self._owns_client:
+            self.client.close()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        # boto3 blocks; every operation runs in a worker thread so any event loop stays free.
+        return await asyncio.to_thread(func, *args)
+
+    def _where(self, key: str) -> str:
+        return self._io.where(key)
+
+    def _session_dir(self, session_id: str) -> str:
+        return f"{self._base}session_{validate_id(session_id, 'session_id')}/"
+
+    def _agent_dir(self, session_id: str, agent_id: str) -> str:
+        return f"{self._session_dir(session_id)}agents/agent_{validate_id(agent_id, 'agent_id')}/"
+
+    def _message_key(self, session_id: str, agent_id: str, message_id: int) -> str:
+        return f"{self._agent_dir(session_id, agent_id)}messages/message_{message_id}.json"
+
+    def _multi_key(self, session_id: str, multi_agent_id: str) -> str:
+        mid = validate_id(multi_agent_id, "multi_agent_id")
+        return f"{self._session_dir(session_id)}multi_agents/multi_agent_{mid}/multi_agent.json"
+
+    def _lease_key(self, session_id: str, agent_id: str) -> str:
+        return f"{self._session_dir(session_id)}.leases/agent_{validate_id(agent_id, 'agent_id')}.json"
+
+    def _decode(self, key: str, obj: S3Object) -> Any:
+        try:
+            return json.loads(obj.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptRecordError(
+                f"{self._where(key)} is corrupt or truncated ({len(obj.body)} bytes): {exc}"
+            ) from exc
+
+    def _require_session(self, session_id: str) -> None:
+        if not self._io.exists(f"{self._session_dir(session_id)}session.json"):
+            raise SessionNotFoundError(f"session {session_id!r} does not exist in {self.describe()}")
+
+    def _require_agent(self, session_id: str, agent_id: str) -> None:
+        if not self._io.exists(f"{self._agent_dir(session_id, agent_id)}agent.json"):
+            self._require_session(session_id)
+            raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _create_session(self, session: SessionRecord) -> SessionRecord:
+        key = f"{self._session_dir(session.session_id)}session.json"
+        try:
+            self._io.put_new(key, encode(session.to_dict()))
+        except PreconditionFailed:
+            raise ConflictError(f"session {session.session_id!r} already exists ({self._where(key)})") from None
+        return session
+
+    async def create_session(self, session: SessionRecord) -> SessionRecord:
+        validate_id(session.session_id, "session_id")
+        return await self._run(self._create_session, session)
+
+    def _read_session(self, session_id: str) -> SessionRecord | None:
+        key = f"{self._session_dir(session_id)}session.json"
+        obj = self._io.get(key)
+        return None if obj is None else SessionRecord.from_dict(self._decode(key, obj), self._where(key))
+
+    async def read_session(self, session_id: str) -> SessionRecord | None:
+        validate_id(session_id, "session_id")
+        return await self._run(self._read_session, session_id)
+
+    def _list_sessions(self) -> list[SessionRecord]:
+        ids = []
+        for common in self._io.list_prefixes(self._base):
+            name = common[len(self._base) :].rstrip("/")
+            if not name.startswith("session_"):
+                continue
+            try:
+                ids.append(validate_id(name[len("session_") :], "session_id"))
+            except InvalidIdentifierError:
+                continue  # not a key mooring or Strands could have written
+
+        def read(session_id: str) -> SessionRecord | None:
+            try:
+                return self._read_session(session_id)
+            except CorruptRecordError:
+                return None  # an unreadable session must not hide the others
+
+        return [r for r in self._io.map(read, ids) if r is not None]
+
+    async def list_sessions(self, *, cursor: str | None = None, limit: int = 100) -> SessionPage:
+        records = await self._run(self._list_sessions)
+        return page_sessions(records, cursor=cursor, limit=limit)
+
+    def _delete_session(self, session_id: str) -> bool:
+        root = self._session_dir(session_id)
+        marker = f"{root}session.json"
+        keys = self._io.list_keys(root)
+        # session.json goes last: a delete cut short leaves a visible session that a second
+        # delete finishes, never orphaned agents that a new session of the same id would inherit.
+        self._io.delete_keys([k for k in keys if k != marker])
+        if marker in keys:
+            self._io.delete_keys([marker])
+        return marker in keys
+
+    async def delete_session(self, session_id: str) -> bool:
+        validate_id(session_id, "session_id")
+        return await self._run(self._delete_session, session_id)
+
+    # -- agents -------------------------------------------------------------------------------
+
+    def _list_agents(self, session_id: str) -> list[str]:
+        self._require_session(session_id)
+        base = f"{self._session_dir(session_id)}agents/"
+        names = [p[len(base) :].rstrip("/") for p in self._io.list_prefixes(base)]
+        return sorted(n[len("agent_") :] for n in names if n.startswith("agent_"))
+
+    async def list_agents(self, session_id: str) -> list[str]:
+        validate_id(session_id, "session_id")
+        return await self._run(self._list_agents, session_id)
+
+    def _create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
+        self._require_session(session_id)
+        stored = agent.copy()
+        stored.version = 1
+        key = f"{self._agent_dir(session_id, agent.agent_id)}agent.json"
+        try:
+            self._io.put_new(key, encode(stored.to_dict()))
+        except PreconditionFailed:
+            raise ConflictError(
+                f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=1
+            ) from None
+        return stored
+
+    async def create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(agent.agent_id, "agent_id")
+        return await self._run(self._create_agent, session_id, agent)
+
+    def _get_agent(self, session_id: str, agent_id: str) -> tuple[AgentRecord, str] | None:
+        key = f"{self._agent_dir(session_id, agent_id)}agent.json"
+        obj = self._io.get(key)
+        if obj is None:
+            return None
+        return AgentRecord.from_dict(self._decode(key, obj), self._where(key)), obj.etag
+
+    def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
+        found = self._get_agent(session_id, agent_id)
+        return found[0] if found else None
+
+    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        return await self._run(self._read_agent, session_id, agent_id)
+
+    def _update_agent(self, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:
+        found = self._get_agent(session_id, agent.agent_id)
+        if found is None:
+            self._require_session(session_id)
+            raise ConflictError(f"agent {agent.agent_id!r} does not exist in session {session_id!r}", version=0)
+        current, etag = found
+        if current.version != expected_version:
+            raise ConflictError(
+                f"agent {agent.agent_id!r} in session {session_id!r} is at version {current.version}, "
+                f"not {expected_version}",
+                version=current.version,
+            )
+        new = agent.copy()
+        new.version = expected_version + 1
+        new.created_at = current.created_at or new.created_at
+        new.updated_at = now_iso()
+        try:
+            self._io.put_replace(
+                f"{self._agent_dir(session_id, agent.agent_id)}agent.json", encode(new.to_dict()), etag
+            )
+        except (PreconditionFailed, NotFound):
+            # Another writer committed between our GET and PUT; report what it left.
+            now = self._get_agent(session_id, agent.agent_id)
+            stored = now[0].version if now else 0
+            raise ConflictError(
+                f"agent {agent.agent_id!r} in session {session_id!r} changed concurrently (now version {stored})",
+                version=stored,
+            ) from None
+        return new
+
+    async def update_agent(self, session_id: str, agent: AgentRecord, *, expected_version: int) -> AgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(agent.agent_id, "agent_id")
+        return await self._run(self._update_agent, session_id, agent, expected_version)
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _head(self, session_id: str, agent_id: str, hint: int | None) -> int:
+        return find_head(self._io, lambda i: self._message_key(session_id, agent_id, i), hint)
+
+    def _append_conflict(self, session_id: str, agent_id: str, message_id: int, why: str) -> ConflictError:
+        head = self._head(session_id, agent_id, message_id)
+        if head == 0:
+            self._require_agent(session_id, agent_id)
+        return ConflictError(
+            f"message id {message_id} {why} for agent {agent_id!r} in session {session_id!r} (head is {head})",
+            head=head,
+        )
+
+    def _append(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
+        if not messages:
+            self._require_agent(session_id, agent_id)
+            return self._head(session_id, agent_id, None)
+        first = messages[0].message_id
+        contiguous = all(r.message_id == first + i for i, r in enumerate(messages))
+        if first < 0 or not contiguous:
+            raise self._append_conflict(session_id, agent_id, max(first, 0), "is not the next free id")
+        if first == 0:
+            self._require_agent(session_id, agent_id)
+        elif not self._io.exists(self._message_key(session_id, agent_id, first - 1)):
+            raise self._append_conflict(session_id, agent_id, first, "is past the head")
+        # One PUT at a time, in id order: message i never becomes visible before i-1, so a
+        # crash (or a conflict half way) leaves a dense prefix and the head stays well defined.
+        # Concurrent PUTs would be faster for big batches but could leave gaps that block or
+        # scramble later appends. Under the invocation lease batches are a few messages long.
+        for record in messages:
+            try:
+                self._io.put_new(self._message_key(session_id, agent_id, record.message_id), encode(record.to_dict()))
+            except PreconditionFailed:
+                raise self._append_conflict(session_id, agent_id, record.message_id, "was already taken") from None
+        return messages[-1].message_id + 1
+
+    async def append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        return await self._run(self._append, session_id, agent_id, list(messages))
+
+    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        return await self._run(self._head, session_id, agent_id, hint)
+
+    def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
+        start = max(start, 0)
+
+        def fetch(message_id: int) -> MessageRecord | None:
+            key = self._message_key(session_id, agent_id, message_id)
+            obj = self._io.get(key)
+            if obj is None:
+                return None
+            return MessageRecord.from_dict(self._decode(key, obj), self._where(key), expected_id=message_id)
+
+        out: list[MessageRecord] = []
+        # A named range is fetched at once; an open one in growing waves, until an id is missing.
+        wave = min(end - start, _MAX_WAVE) if end is not None else self._io.max_concurrency
+        next_id = start
+        while end is None or next_id < end:
+            stop = next_id + wave if end is None else min(next_id + wave, end)
+            for record in self._io.map(fetch, range(next_id, stop)):
+                if record is None:
+                    return out
+                out.append(record)
+            next_id = stop
+            if end is None:
+                wave = min(wave * 2, _MAX_WAVE)
+        return out
+
+    def _read_window(
+        self, session_id: str, agent_id: str, start: int, hint: int
+    ) -> tuple[list[MessageRecord], int] | None:
+        """One concurrent round: the window ``[start, hint)`` and a probe that ``hint`` is free.
+
+        When every message is there and the slot at the hint is free, the hint is the head and
+        the window is read: 1 request per message plus 1. Otherwise None (the caller searches).
+        """
+
+        def key_of(i: int) -> str:
+            return self._message_key(session_id, agent_id, i)
+
+        def fetch(i: int) -> MessageRecord | bool | None:
+            if i == hint:
+                return self._io.exists(key_of(i))
+            obj = self._io.get(key_of(i))
+            if obj is None:
+                return None
+            return MessageRecord.from_dict(self._decode(key_of(i), obj), self._where(key_of(i)), expected_id=i)
+
+        outcomes = self._io.map(fetch, range(start, hint + 1))
+        *window, at_hint = outcomes
+        if at_hint is not False or any(not isinstance(r, MessageRecord) for r in window):
+            return None
+        return [r for r in window if isinstance(r, MessageRecord)], hint
+
+    async def read_window(
+        self, session_id: str, agent_id: str, start: int, *, head_hint: int | None = None
+    ) -> tuple[list[MessageRecord], int]:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        start = max(start, 0)
+        if head_hint is not None and head_hint > 0 and start < head_hint and head_hint - start <= _MAX_WAVE:
+            found = await self._run(self._read_window, session_id, agent_id, start, head_hint)
+            if found is not None:
+                return found
+        return await super().read_window(session_id, agent_id, start, head_hint=head_hint)
+
+    async def read_messages(
+        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
+    ) -> list[MessageRecord]:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        if end is not None and end <= max(start, 0):
+            return []
+        return await self._run(self._read_messages, session_id, agent_id, start, end)
+
+    def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
+        key = self._message_key(session_id, agent_id, message.message_id)
+        for _ in range(_UPDATE_ATTEMPTS):
+            current = self._io.get(key)
+            if current is None:
+                raise SessionNotFoundError(f"message {message.message_id} does not exist ({self._where(key)})")
+            stored = self._decode(key, current)
+            record = MessageRecord(
+                message_id=message.message_id,
+                message=message.message,
+                redact_message=message.redact_message,
+                created_at=str((stored.get("created_at") if isinstance(stored, dict) else None) or message.created_at),
+                updated_at=now_iso(),
+                extra=message.extra,
+            )
+            try:
+                # If-Match: never resurrect a message truncated meanwhile; last writer wins otherwise.
+                self._io.put_replace(key, encode(record.to_dict()), current.etag)
+                return
+            except NotFound:
+                raise SessionNotFoundError(f"message {message.message_id} was removed ({self._where(key)})") from None
+            except PreconditionFailed:
+                continue
+        raise ConflictError(f"{self._where(key)} kept changing; gave up after {_UPDATE_ATTEMPTS} attempts")
+
+    async def update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        await self._run(self._update_message, session_id, agent_id, message)
+
+    def _truncate(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
+        self._require_agent(session_id, agent_id)
+        head = self._head(session_id, agent_id, expected_head)
+        if head != expected_head:
+            raise ConflictError(f"head is {head}, not {expected_head}", head=head)
+        for message_id in range(head - 1, max(new_head, 0) - 1, -1):  # highest first: a dense prefix remains
+            self._io.delete(self._message_key(session_id, agent_id, message_id))
+
+    async def truncate_messages(self, session_id: str, agent_id: str, new_head: int, *, expected_head: int) -> None:
+        validate_id(session_id, "session_id")
+        validate_id(agent_id, "agent_id")
+        await self._run(self._truncate, session_id, agent_id, new_head, expected_head)
+
+    # -- multi-agent records ------------------------------------------------------------------
+
+    def _create_multi(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+        self._require_session(session_id)
+        stored = MultiAgentRecord(
+            multi_agent_id=record.multi_agent_id,
+            state=dict(record.state),
+            version=1,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+        key = self._multi_key(session_id, record.multi_agent_id)
+        try:
+            self._io.put_new(key, encode(stored.to_dict()))
+        except PreconditionFailed:
+            raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1) from None
+        return stored
+
+    async def create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(record.multi_agent_id, "multi_agent_id")
+        return await self._run(self._create_multi, session_id, record)
+
+    def _get_multi(self, session_id: str, multi_agent_id: str) -> tuple[MultiAgentRecord, str] | None:
+        key = self._multi_key(session_id, multi_agent_id)
+        obj = self._io.get(key)
+        if obj is None:
+            return None
+        return MultiAgentRecord.from_dict(self._decode(key, obj), self._where(key)), obj.etag
+
+    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+        validate_id(session_id, "session_id")
+        validate_id(multi_agent_id, "multi_agent_id")
+        found = await self._run(self._get_multi, session_id, multi_agent_id)
+        return found[0] if found else None
+
+    def _update_multi(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
+        found = self._get_multi(session_id, record.multi_agent_id)
+        if found is None:
+            self._require_session(session_id)
+            raise ConflictError(f"multi-agent {record.multi_agent_id!r} does not exist", version=0)
+        current, etag = found
+        if current.version != expected_version:
+            raise ConflictError(
+                f"multi-agent {record.multi_agent_id!r} is at version {current.version}, not {expected_version}",
+                version=current.version,
+            )
+        new = MultiAgentRecord(
+            multi_agent_id=record.multi_agent_id,
+            state=dict(record.state),
+            version=expected_version + 1,
+            created_at=current.created_at,
+            updated_at=now_iso(),
+        )
+        try:
+            self._io.put_replace(self._multi_key(session_id, record.multi_agent_id), encode(new.to_dict()), etag)
+        except (PreconditionFailed, NotFound):
+            now = self._get_multi(session_id, record.multi_agent_id)
+            stored = now[0].version if now else 0
+            raise ConflictError(
+                f"multi-agent {record.multi_agent_id!r} changed concurrently (now version {stored})", version=stored
+            ) from None
+        return new
+
+    async def update_multi_agent(
+        self, session_id: str, record: MultiAgentRecord, *, expected_version: int
+    ) -> MultiAgentRecord:
+        validate_id(session_id, "session_id")
+        validate_id(record.multi_agent_id, "multi_agent_id")
+        return await self._run(self._update_multi, session_id, record, expected_version)
+
+    # -- invocation leases --------------------------------------------------------------------
+
+    async def acquire_lease(self, session_id: str, agent_id: str, *, ttl: float, wait: float) -> Lease:
+        key = self._lease_key(session_id, agent_id)
+        deadline = time.monotonic() + max(wait, 0.0)
+        delay = 0.01
+        while True:
+            lease = await self._run(self._leases.try_acquire, key, session_id, agent_id, ttl)
+            if lease is not None:
+                return lease
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LeaseTimeoutError(
+                    f"session {session_id!r}, agent {agent_id!r} is busy: another invocation holds its lease "
+                    f"(waited {wait:g}s)"
+                )
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.25)
+
+    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+        key = self._lease_key(lease.session_id, lease.agent_id)
+        return await self._run(self._leases.renew, key, lease, ttl)
+
+    async def release_lease(self, lease: Lease) -> None:
+        key = self._lease_key(lease.session_id, lease.agent_id)
+        await self._run(self._leases.release, key, lease)
+
+
+class S3SessionManager(RepositorySessionManager):
+    """Persists agents to S3 in the Strands ``S3SessionManager`` layout, safely for many writers.
+
+    Example::
+
+        agent = Agent(agent_id="assistant",
+                      session_manager=S3SessionManager("user-abc-123", "my-bucket", "sessions/",
+                                                       region_name="us-east-1"))
+
+    Other keyword options go to :class:`RepositorySessionManager` (``lease_wait``,
+    ``fail_fast``, ``lease_ttl``).
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        bucket: str,
+        prefix: str = "",
+        *,
+        boto_session: Any = None,
+        client: S3Client | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        put_object_kwargs: dict[str, Any] | None = None,
+        **manager_options: Any,
+    ) -> None:
+        validate_id(session_id, "session_id")
+        repository = S3SessionRepository(
+            bucket,
+            prefix,
+            boto_session=boto_session,
+            client=client,
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+            put_object_kwargs=put_object_kwargs,
+        )
+        self.bucket = repository.bucket
+        self.prefix = repository.prefix
+        super().__init__(session_id, repository, **manager_options)

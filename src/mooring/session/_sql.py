@@ -162,6 +162,8 @@ class ThreadedSQLRepository(SessionRepository, Generic[C]):
     @abstractmethod
     def _list_agents(self, conn: C, session_id: str) -> list[str]: ...
     @abstractmethod
+    def _list_multi(self, conn: C, session_id: str) -> list[str]: ...
+    @abstractmethod
     def _create_agent(self, conn: C, session_id: str, agent: AgentRecord) -> AgentRecord: ...
     @abstractmethod
     def _read_agent(self, conn: C, session_id: str, agent_id: str) -> AgentRecord | None: ...
@@ -217,6 +219,10 @@ class ThreadedSQLRepository(SessionRepository, Generic[C]):
     async def list_agents(self, session_id: str) -> list[str]:
         validate_id(session_id, "session_id")
         return await self._run(self._list_agents, session_id)
+
+    async def list_multi_agents(self, session_id: str) -> list[str]:
+        validate_id(session_id, "session_id")
+        return await self._run(self._list_multi, session_id)
 
     async def create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
         validate_id(session_id, "session_id")

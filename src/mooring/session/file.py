@@ -20,6 +20,7 @@ import asyncio
 import fcntl
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -554,6 +555,32 @@ class FileSessionRepository(SessionRepository):
 
     async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
         return await self._run(self._read_multi, session_id, multi_agent_id)
+
+    def _list_multi(self, session_id: str) -> list[str]:
+        fd = self._open_session(session_id)
+        try:
+            try:
+                mfd = _fs.open_dir(fd, ["multi_agents"], create=False, root=self._where(f"session_{session_id}"))
+            except FileNotFoundError:
+                return []
+            try:
+                names = [n for n in os.listdir(mfd) if n.startswith("multi_agent_")]
+                return sorted(n[len("multi_agent_") :] for n in names if self._has_multi_record(mfd, n))
+            finally:
+                os.close(mfd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _has_multi_record(mfd: int, name: str) -> bool:
+        try:
+            st = os.stat(f"{name}/multi_agent.json", dir_fd=mfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return stat.S_ISREG(st.st_mode)
+
+    async def list_multi_agents(self, session_id: str) -> list[str]:
+        return await self._run(self._list_multi, session_id)
 
     def _update_multi(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
         os.close(self._open_session(session_id))  # raises SessionNotFoundError

@@ -194,6 +194,11 @@ class InMemorySessionRepository(SessionRepository):
             found = session.multi_agents.get(multi_agent_id) if session else None
             return copy.deepcopy(found) if found else None
 
+    async def list_multi_agents(self, session_id: str) -> list[str]:
+        validate_id(session_id, "session_id")
+        with self._lock:
+            return sorted(self._session(session_id).multi_agents)
+
     async def update_multi_agent(
         self, session_id: str, record: MultiAgentRecord, *, expected_version: int
     ) -> MultiAgentRecord:

@@ -19,8 +19,6 @@ The export format lives in :mod:`mooring.session.export`.
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -57,6 +55,8 @@ class SessionSource(Protocol):
     ) -> list[MessageRecord]: ...
 
     async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None: ...
+
+    async def list_multi_agents(self, session_id: str) -> list[str]: ...
 
 
 ProgressCallback = Callable[[int], None]
@@ -100,40 +100,9 @@ def describe(store: object) -> str:
 # -- multi-agent listing ----------------------------------------------------------------------
 
 
-async def list_multi_agent_ids(source: object, session_id: str) -> list[str]:
-    """Ids of the session's multi-agent records.
-
-    The repository contract has no listing for multi-agent records, so this uses a
-    ``list_multi_agents(session_id)`` method when the store has one, reads the directory for
-    the file backend, and otherwise returns ``[]`` (such records are then not copied).
-    """
-    lister = getattr(source, "list_multi_agents", None)
-    if callable(lister):
-        return sorted(await lister(session_id))
-    from mooring.session.file import FileSessionRepository
-
-    if isinstance(source, FileSessionRepository):
-        root = source.storage_dir / f"session_{validate_id(session_id)}" / "multi_agents"
-        return await asyncio.to_thread(_scan_multi_agents, root)
-    return []
-
-
-def _scan_multi_agents(root: os.PathLike[str]) -> list[str]:
-    try:
-        entries = list(os.scandir(root))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    prefix = "multi_agent_"
-    return sorted(
-        e.name[len(prefix) :]
-        for e in entries
-        if e.name.startswith(prefix)
-        and e.is_dir(follow_symlinks=False)
-        and os.path.isfile(os.path.join(e.path, "multi_agent.json"))
-    )
-
-
-# -- copy / fork ------------------------------------------------------------------------------
+async def list_multi_agent_ids(source: SessionSource, session_id: str) -> list[str]:
+    """Ids of the session's multi-agent records."""
+    return sorted(await source.list_multi_agents(session_id))
 
 
 async def count_messages(source: SessionSource, session_id: str) -> int:

@@ -277,6 +277,14 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             ).fetchall()
         return sorted(str(r[0]) for r in rows)
 
+    def _list_multi(self, conn: Conn, session_id: str) -> list[str]:
+        with conn.transaction():
+            self._require_session(conn, session_id)
+            rows = conn.execute(
+                self._q("SELECT multi_agent_id FROM {s}.multi_agents WHERE session_id = %s"), (session_id,)
+            ).fetchall()
+        return sorted(str(r[0]) for r in rows)
+
     def _create_agent(self, conn: Conn, session_id: str, agent: AgentRecord) -> AgentRecord:
         stored = agent.copy()
         stored.version = 1

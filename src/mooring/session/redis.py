@@ -334,6 +334,20 @@ class RedisSessionRepository(SessionRepository):
             raise SessionNotFoundError(f"session {session_id!r} does not exist")
         return sorted(unquote(_text(m)) for m in members)
 
+    def _list_multi(self, session_id: str) -> list[str]:
+        k = self._k(session_id)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.exists(k.session)
+        pipe.smembers(k.multis)
+        exists, members = pipe.execute()
+        if not exists:
+            raise SessionNotFoundError(f"session {session_id!r} does not exist")
+        return sorted(unquote(_text(m)) for m in members)
+
+    async def list_multi_agents(self, session_id: str) -> list[str]:
+        validate_id(session_id, "session_id")
+        return await self._run(self._list_multi, session_id)
+
     async def list_agents(self, session_id: str) -> list[str]:
         validate_id(session_id, "session_id")
         return await self._run(self._list_agents, session_id)

@@ -147,6 +147,10 @@ class SessionRepository(ABC):
     async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None: ...
 
     @abstractmethod
+    async def list_multi_agents(self, session_id: str) -> list[str]:
+        """Multi-agent record ids in the session, sorted; ``SessionNotFoundError`` if no such session."""
+
+    @abstractmethod
     async def update_multi_agent(
         self, session_id: str, record: MultiAgentRecord, *, expected_version: int
     ) -> MultiAgentRecord: ...

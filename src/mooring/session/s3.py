@@ -305,6 +305,16 @@ class S3SessionRepository(SessionRepository):
         names = [p[len(base) :].rstrip("/") for p in self._io.list_prefixes(base)]
         return sorted(n[len("agent_") :] for n in names if n.startswith("agent_"))
 
+    def _list_multi(self, session_id: str) -> list[str]:
+        self._require_session(session_id)
+        base = f"{self._session_dir(session_id)}multi_agents/"
+        names = [p[len(base) :].rstrip("/") for p in self._io.list_prefixes(base)]
+        return sorted(n[len("multi_agent_") :] for n in names if n.startswith("multi_agent_"))
+
+    async def list_multi_agents(self, session_id: str) -> list[str]:
+        validate_id(session_id, "session_id")
+        return await self._run(self._list_multi, session_id)
+
     async def list_agents(self, session_id: str) -> list[str]:
         validate_id(session_id, "session_id")
         return await self._run(self._list_agents, session_id)

@@ -246,6 +246,15 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
         conn.execute("COMMIT")
         return sorted(str(r[0]) for r in rows)
 
+    def _list_multi(self, conn: sqlite3.Connection, session_id: str) -> list[str]:
+        conn.execute("BEGIN")  # one snapshot for both reads
+        self._require_session(conn, session_id)
+        rows = conn.execute(
+            "SELECT multi_agent_id FROM mooring_multi_agents WHERE session_id = ?", (session_id,)
+        ).fetchall()
+        conn.execute("COMMIT")
+        return sorted(str(r[0]) for r in rows)
+
     def _create_agent(self, conn: sqlite3.Connection, session_id: str, agent: AgentRecord) -> AgentRecord:
         stored = agent.copy()
         stored.version = 1

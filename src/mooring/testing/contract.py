@@ -354,6 +354,10 @@ class SessionRepositoryContract:
         read = await repository.read_multi_agent(sid, "g")
         assert read is not None and read.state == {"type": "graph", "status": "done"} and read.version == 2
         assert await repository.read_multi_agent(sid, "other") is None
+        await repository.create_multi_agent(sid, MultiAgentRecord(multi_agent_id="a-swarm"))
+        assert await repository.list_multi_agents(sid) == ["a-swarm", "g"]
+        with pytest.raises(SessionNotFoundError):
+            await repository.list_multi_agents(_sid())
 
     # -- leases -------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from mooring.errors import (
@@ -14,6 +14,7 @@ from mooring.errors import (
     ModelThrottledError,
     missing_extra,
 )
+from mooring.models._provider import RetryingProvider
 from mooring.models._retry import (
     IMAGE_MIME,
     TEXT_DOCUMENT_MIME,
@@ -21,7 +22,6 @@ from mooring.models._retry import (
     RetryPolicy,
     as_base64,
     document_text,
-    retry_stream,
 )
 from mooring.types import ContentBlock, Message, StreamEvent
 
@@ -47,7 +47,7 @@ _OVERFLOW_PHRASES = ("prompt is too long", "input is too long", "context window"
 _THROTTLE_TYPES = frozenset({"rate_limit_error", "overloaded_error"})
 
 
-class AnthropicModel:
+class AnthropicModel(RetryingProvider):
     """A Claude model on the Anthropic API, streamed through the official SDK.
 
     Example::
@@ -65,6 +65,8 @@ class AnthropicModel:
     backoff and jitter, then raised as :class:`~mooring.errors.ModelThrottledError`; the SDK's
     own retries are turned off. A ``client`` you pass (its retries turned off) serves every event loop.
     """
+
+    provider_name = "Anthropic"
 
     def __init__(
         self,
@@ -116,17 +118,6 @@ class AnthropicModel:
         return f"AnthropicModel({self.model_id!r}, base_url={self.base_url!r})"
 
     # -- the Model protocol ---------------------------------------------------------------------
-
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        tool_specs: Sequence[dict[str, Any]] | None = None,
-        system_prompt: str | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        """Stream Converse events for ``messages``; see :class:`mooring.models.Model`."""
-        request = self.format_request(messages, tool_specs, system_prompt)
-        async for event in retry_stream(lambda: self._stream_once(request), self.retry_policy, provider="Anthropic"):
-            yield event
 
     def format_request(
         self,

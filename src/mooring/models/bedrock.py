@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from mooring.errors import (
@@ -20,7 +20,8 @@ from mooring.errors import (
     ModelThrottledError,
     missing_extra,
 )
-from mooring.models._retry import RetryPolicy, as_bytes, retry_stream
+from mooring.models._provider import RetryingProvider
+from mooring.models._retry import RetryPolicy, as_bytes
 from mooring.types import Message, StreamEvent
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ _CREDENTIAL_CODES = frozenset(
 )
 
 
-class BedrockModel:
+class BedrockModel(RetryingProvider):
     """A model on Amazon Bedrock, called through the Converse streaming API.
 
     Example::
@@ -84,6 +85,8 @@ class BedrockModel:
     ``retry_base_delay`` seconds, capped at ``retry_max_delay``), then raised as
     :class:`~mooring.errors.ModelThrottledError`; botocore's own retries are turned off.
     """
+
+    provider_name = "Bedrock"
 
     def __init__(
         self,
@@ -144,17 +147,6 @@ class BedrockModel:
         return f"BedrockModel({self.model_id!r}, region_name={self.region_name!r})"
 
     # -- the Model protocol ---------------------------------------------------------------------
-
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        tool_specs: Sequence[dict[str, Any]] | None = None,
-        system_prompt: str | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        """Stream Converse events for ``messages``; see :class:`mooring.models.Model`."""
-        request = self.format_request(messages, tool_specs, system_prompt)
-        async for event in retry_stream(lambda: self._stream_once(request), self.retry_policy, provider="Bedrock"):
-            yield event
 
     def format_request(
         self,

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,13 +18,13 @@ from mooring.errors import (
     ModelThrottledError,
     missing_extra,
 )
+from mooring.models._provider import RetryingProvider
 from mooring.models._retry import (
     IMAGE_MIME,
     LoopLocal,
     RetryPolicy,
     as_base64,
     document_text,
-    retry_stream,
 )
 from mooring.types import ContentBlock, Message, StreamEvent
 
@@ -57,7 +57,7 @@ _OVERFLOW_PHRASES = (
 )
 
 
-class OpenAIModel:
+class OpenAIModel(RetryingProvider):
     """A chat model behind the OpenAI chat completions API, streamed through the official SDK.
 
     Example::
@@ -77,7 +77,7 @@ class OpenAIModel:
     """
 
     #: Named in error messages.
-    server_name = "the OpenAI API"
+    provider_name = server_name = "the OpenAI API"
 
     def __init__(
         self,
@@ -132,19 +132,6 @@ class OpenAIModel:
         return f"{type(self).__name__}({self.model_id!r}, base_url={self.base_url!r})"
 
     # -- the Model protocol ---------------------------------------------------------------------
-
-    async def stream(
-        self,
-        messages: Sequence[Message],
-        tool_specs: Sequence[dict[str, Any]] | None = None,
-        system_prompt: str | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        """Stream Converse events for ``messages``; see :class:`mooring.models.Model`."""
-        request = self.format_request(messages, tool_specs, system_prompt)
-        async for event in retry_stream(
-            lambda: self._stream_once(request), self.retry_policy, provider=self.server_name
-        ):
-            yield event
 
     def format_request(
         self,
@@ -258,7 +245,7 @@ class OllamaModel(OpenAIModel):
     ``host:port`` or a URL, as for the ``ollama`` CLI).
     """
 
-    server_name = "Ollama"
+    provider_name = server_name = "Ollama"
 
     def __init__(self, model_id: str, *, host: str | None = None, **options: Any) -> None:
         options.setdefault("base_url", ollama_base_url(host))

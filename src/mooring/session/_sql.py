@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from mooring._ids import validate_id
+from mooring._json import BYTES_MARKER
+from mooring._threads import run_blocking
 from mooring.errors import ConfigurationError, ConflictError, CorruptRecordError, LeaseTimeoutError
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionPage, SessionRecord
 from mooring.session.repository import Lease, SessionRepository
@@ -62,7 +64,9 @@ def decode_agent(raw: Any, version: int, where: str) -> AgentRecord:
 
 
 def decode_message(raw: Any, message_id: int, where: str) -> MessageRecord:
-    return MessageRecord.from_dict(load(raw, where), where, expected_id=int(message_id))
+    # Most messages carry no bytes: when the text shows no marker, skip the decoding walk.
+    has_bytes = not isinstance(raw, str) or BYTES_MARKER in raw
+    return MessageRecord.from_dict(load(raw, where), where, expected_id=int(message_id), has_bytes=has_bytes)
 
 
 def decode_multi(raw: Any, version: int, where: str) -> MultiAgentRecord:
@@ -147,7 +151,7 @@ class ThreadedSQLRepository(SessionRepository, Generic[C]):
         """Run ``func(connection, *args)`` with a connection; map driver errors."""
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(self._call, func, *args)
+        return await run_blocking(self._call, func, *args)
 
     # -- what a backend implements (blocking, given a connection) -------------------------------
 

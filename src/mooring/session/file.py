@@ -21,14 +21,17 @@ import fcntl
 import os
 import shutil
 import stat
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 from mooring._ids import validate_id
 from mooring._json import BYTES_MARKER
+from mooring._threads import run_blocking
 from mooring.errors import (
     ConflictError,
     LeaseTimeoutError,
@@ -53,6 +56,8 @@ Durability = Literal["fsync", "none"]
 # Lock files live outside the session tree, so the tree stays exactly the Strands layout.
 _LOCK_DIR = ".mooring-locks"
 BYTES_MARKER_RAW = BYTES_MARKER.encode()
+_KEPT_DIRS = 256  # directory fds kept open per repository (see _open)
+_SMALL_READ = 8  # message reads up to this many records run in place (see _small)
 
 
 def default_storage_dir() -> Path:
@@ -83,6 +88,8 @@ class FileSessionRepository(SessionRepository):
             raise ValueError(f"durability must be 'fsync' or 'none', got {durability!r}")
         self.storage_dir = Path(storage_dir) if storage_dir is not None else default_storage_dir()
         self.durable = durability == "fsync"
+        self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self._dirs_lock = threading.Lock()
         try:
             self.storage_dir.mkdir(mode=_fs.DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
@@ -94,8 +101,14 @@ class FileSessionRepository(SessionRepository):
     # -- plumbing -----------------------------------------------------------------------------
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        # Blocking file I/O (and fsync) runs off the event loop.
-        return await asyncio.to_thread(self._guard, func, *args)
+        # Anything that may fsync, or read many files, runs off the event loop.
+        return await run_blocking(self._guard, func, *args)
+
+    async def _small(self, func: Callable[..., T], *args: Any) -> T:
+        # A handful of syscalls on local files (a stat, one small read, a flock attempt) costs
+        # microseconds, less than handing it to a worker thread and back; run it in place. So
+        # do writes when nothing is fsynced.
+        return self._guard(func, *args)
 
     def _guard(self, func: Callable[..., T], *args: Any) -> T:
         try:
@@ -109,11 +122,43 @@ class FileSessionRepository(SessionRepository):
         return os.open(self.storage_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def _open(self, parts: Sequence[str], *, create: bool) -> int:
+        """A new fd of the directory ``parts`` under the store; the caller closes it.
+
+        Opening a chain without following symlinks costs one ``open`` per component, several
+        times per turn; directories already opened are kept and handed out as ``dup``s. A kept
+        directory that was removed since (its link count dropped to 0, as after a session
+        delete) is opened again from the root.
+        """
+        key = tuple(parts)
+        with self._dirs_lock:
+            kept = self._dirs.get(key)
+            if kept is not None:
+                if os.fstat(kept).st_nlink > 0:
+                    self._dirs.move_to_end(key)
+                    return os.dup(kept)
+                del self._dirs[key]
+                os.close(kept)
         root = self._root()
         try:
-            return _fs.open_dir(root, parts, create=create, root=str(self.storage_dir))
+            fd = _fs.open_dir(root, parts, create=create, root=str(self.storage_dir))
         finally:
             os.close(root)
+        with self._dirs_lock:
+            if key not in self._dirs:
+                self._dirs[key] = os.dup(fd)
+                while len(self._dirs) > _KEPT_DIRS:
+                    os.close(self._dirs.popitem(last=False)[1])
+        return fd
+
+    def _forget_dirs(self, first: str) -> None:
+        with self._dirs_lock:
+            for key in [k for k in self._dirs if k[:1] == (first,) or k[1:2] == (first,)]:
+                os.close(self._dirs.pop(key))
+
+    async def close(self) -> None:
+        with self._dirs_lock:
+            while self._dirs:
+                os.close(self._dirs.popitem()[1])
 
     def _where(self, *parts: str) -> str:
         return str(self.storage_dir.joinpath(*parts))
@@ -137,6 +182,10 @@ class FileSessionRepository(SessionRepository):
         return fd
 
     def _open_agent(self, session_id: str, agent_id: str, sub: Sequence[str] = ()) -> int:
+        try:
+            return self._open([*self._agent_parts(session_id, agent_id), *sub], create=False)
+        except FileNotFoundError:
+            pass  # find out what is missing, and create ``sub``
         sfd = self._open_session(session_id)
         try:
             afd = _fs.open_dir(
@@ -217,7 +266,7 @@ class FileSessionRepository(SessionRepository):
         return None if data is None else SessionRecord.from_dict(data, self._where(*parts, "session.json"))
 
     async def read_session(self, session_id: str) -> SessionRecord | None:
-        return await self._run(self._read_session, session_id)
+        return await self._small(self._read_session, session_id)
 
     def _list_sessions(self) -> list[SessionRecord]:
         records = []
@@ -251,6 +300,7 @@ class FileSessionRepository(SessionRepository):
                 os.fsync(root)
         finally:
             os.close(root)
+        self._forget_dirs(name)
         shutil.rmtree(self.storage_dir / grave, ignore_errors=True)
         shutil.rmtree(self.storage_dir / _LOCK_DIR / name, ignore_errors=True)
         return True
@@ -316,7 +366,7 @@ class FileSessionRepository(SessionRepository):
         return None if data is None else AgentRecord.from_dict(data, self._where(*parts, "agent.json"))
 
     async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
-        return await self._run(self._read_agent, session_id, agent_id)
+        return await self._small(self._read_agent, session_id, agent_id)
 
     def _update_agent(self, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:
         afd = self._open_agent(session_id, agent.agent_id)
@@ -345,7 +395,9 @@ class FileSessionRepository(SessionRepository):
             os.close(afd)
 
     async def update_agent(self, session_id: str, agent: AgentRecord, *, expected_version: int) -> AgentRecord:
-        return await self._run(self._update_agent, session_id, agent, expected_version)
+        return await (self._run if self.durable else self._small)(
+            self._update_agent, session_id, agent, expected_version
+        )
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -387,7 +439,7 @@ class FileSessionRepository(SessionRepository):
             os.close(mfd)
 
     async def append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
-        return await self._run(self._append, session_id, agent_id, list(messages))
+        return await (self._run if self.durable else self._small)(self._append, session_id, agent_id, list(messages))
 
     def _head(self, mfd: int, hint: int | None) -> int:
         """Find the first missing id by galloping from ``hint`` (ids are dense)."""
@@ -432,7 +484,7 @@ class FileSessionRepository(SessionRepository):
             os.close(mfd)
 
     async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
-        return await self._run(self._message_head, session_id, agent_id, hint)
+        return await self._small(self._message_head, session_id, agent_id, hint)
 
     def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
         parts = [*self._agent_parts(session_id, agent_id), "messages"]
@@ -463,7 +515,8 @@ class FileSessionRepository(SessionRepository):
     async def read_messages(
         self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
     ) -> list[MessageRecord]:
-        return await self._run(self._read_messages, session_id, agent_id, start, end)
+        small = end is not None and end - start <= _SMALL_READ
+        return await (self._small if small else self._run)(self._read_messages, session_id, agent_id, start, end)
 
     def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         mfd = self._open_agent(session_id, agent_id, ["messages"])
@@ -486,7 +539,7 @@ class FileSessionRepository(SessionRepository):
             os.close(mfd)
 
     async def update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
-        await self._run(self._update_message, session_id, agent_id, message)
+        await (self._run if self.durable else self._small)(self._update_message, session_id, agent_id, message)
 
     def _truncate(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
         mfd = self._open_agent(session_id, agent_id, ["messages"])
@@ -554,7 +607,7 @@ class FileSessionRepository(SessionRepository):
         return None if data is None else MultiAgentRecord.from_dict(data, self._where(*parts, "multi_agent.json"))
 
     async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
-        return await self._run(self._read_multi, session_id, multi_agent_id)
+        return await self._small(self._read_multi, session_id, multi_agent_id)
 
     def _list_multi(self, session_id: str) -> list[str]:
         fd = self._open_session(session_id)
@@ -635,7 +688,7 @@ class FileSessionRepository(SessionRepository):
             return False
 
     async def acquire_lease(self, session_id: str, agent_id: str, *, ttl: float, wait: float) -> Lease:
-        fd = await self._run(self._open_lease_file, session_id, agent_id)
+        fd = await self._small(self._open_lease_file, session_id, agent_id)
         deadline = time.monotonic() + max(wait, 0.0)
         delay = 0.001
         try:

@@ -42,7 +42,7 @@ from mooring.errors import (
 )
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
 from mooring.session.repository import Lease, SessionRepository
-from mooring.types import Message, tool_result_ids
+from mooring.types import Message, tool_result_ids, tool_uses
 
 if TYPE_CHECKING:
     from mooring.agent.agent import Agent
@@ -164,9 +164,11 @@ class RepositorySessionManager(SessionManager):
                 f"an agent with agent_id {agent.agent_id!r} is already attached to the session manager for "
                 f"session {self.session_id!r}; give each Agent its own agent_id"
             )
-        await self._ensure_session()
         record = await self.repository.read_agent(self.session_id, agent.agent_id)
-        if record is None:
+        if record is not None:
+            self._session_ready = True  # an agent record implies its session
+        else:
+            await self._ensure_session()
             fresh = AgentRecord(
                 agent_id=agent.agent_id,
                 state=agent.state.get(),
@@ -250,8 +252,9 @@ class RepositorySessionManager(SessionManager):
 
     async def _repair_if_idle(self, tracked: _Tracked) -> None:
         """Close a turn a crashed process left open, if nobody is running a turn right now."""
-        if not tracked.agent.messages:
-            return
+        messages = tracked.agent.messages
+        if not messages or (messages[-1]["role"] == "assistant" and not tool_uses(messages[-1])):
+            return  # the stored conversation ends on an answer: nothing to repair
         try:
             lease = await self.repository.acquire_lease(
                 self.session_id, tracked.agent.agent_id, ttl=self.lease_ttl, wait=0

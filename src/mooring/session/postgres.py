@@ -374,7 +374,11 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
         self, conn: Conn, session_id: str, agent_id: str, start: int, end: int | None
     ) -> list[MessageRecord]:
         # A primary-key range scan: cost follows the window, not the session's lifetime.
-        query = "SELECT message_id, data FROM {s}.messages WHERE session_id = %s AND agent_id = %s AND message_id >= %s"
+        # data::text: decoded here by json.loads, which also tells whether any bytes are inside.
+        query = (
+            "SELECT message_id, data::text FROM {s}.messages "
+            "WHERE session_id = %s AND agent_id = %s AND message_id >= %s"
+        )
         params: tuple[Any, ...] = (session_id, agent_id, max(start, 0))
         if end is not None:
             query += " AND message_id < %s"

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mooring._ids import validate_id
+from mooring._threads import run_blocking
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
@@ -181,7 +182,7 @@ class RedisSessionRepository(SessionRepository):
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         # The sync client's pool is thread-safe and bound to no event loop.
-        return await asyncio.to_thread(self._guard, func, *args)
+        return await run_blocking(self._guard, func, *args)
 
     def _guard(self, func: Callable[..., T], *args: Any) -> T:
         try:

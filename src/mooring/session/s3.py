@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from mooring._ids import validate_id
+from mooring._threads import run_blocking
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
@@ -198,7 +199,7 @@ class S3SessionRepository(SessionRepository):
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         # boto3 blocks; every operation runs in a worker thread so any event loop stays free.
-        return await asyncio.to_thread(func, *args)
+        return await run_blocking(func, *args)
 
     def _where(self, key: str) -> str:
         return self._io.where(key)

@@ -459,3 +459,22 @@ def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
     assert all("pip install 'mooring[postgres]'" in line and hidden in line for line in lines)
+
+
+@pytest.mark.slow
+def test_many_processes_opening_a_new_sqlite_database_at_once(tmp_path: Path) -> None:
+    """Switching a fresh file to WAL can be refused at once when several processes race to it."""
+    code = "import asyncio, sys\nfrom mooring.session.sqlite import SQLiteSessionRepository\n"
+    code += "asyncio.run(SQLiteSessionRepository(sys.argv[1]).read_session('x'))\n"
+    failures = []
+    for trial in range(12):
+        path = tmp_path / f"race-{trial}.db"
+        children = [
+            subprocess.Popen([sys.executable, "-c", code, str(path)], stderr=subprocess.PIPE, text=True)
+            for _ in range(8)
+        ]
+        for child in children:
+            _, err = child.communicate(timeout=120)
+            if child.returncode != 0:
+                failures.append(err.strip().splitlines()[-1])
+    assert failures == []

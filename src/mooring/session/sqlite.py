@@ -98,7 +98,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
         # one thread uses it at a time. isolation_level=None: transactions are explicit.
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            mode = self._enable_wal(conn)
             if mode is None or str(mode[0]).lower() != "wal":
                 # Some file systems (network mounts) cannot share WAL memory: still correct, slower.
                 logger.warning("path=<%s> | WAL mode unavailable, using journal_mode=%s", self.path, mode)
@@ -107,6 +107,21 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             conn.close()
             raise
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> Any:
+        # Switching a new database to WAL takes an exclusive lock, and SQLite can answer
+        # "database is locked" at once (without its busy handler) when several processes open
+        # the file together; retry until busy_timeout like any other wait for the lock.
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _checkout(self) -> sqlite3.Connection:
         with self._lock:

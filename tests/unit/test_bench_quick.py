@@ -57,3 +57,26 @@ def test_quick_bench_writes_markdown_and_json(tmp_path: Path) -> None:
     for heading in ("## Targets (issues 8 and 9)", "## 1. Append latency per message", "## 7. Cold import"):
         assert heading in markdown
     assert "## 2. Restore time" not in markdown  # only the workloads that ran
+
+
+@pytest.mark.slow
+def test_every_workload_runs_in_quick_mode(tmp_path: Path) -> None:
+    """The CI smoke run: every workload, small, for every system this machine has."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output-dir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "quick.json").read_text())
+    assert set(results["workloads"]) == {"append", "restore", "turn", "s3", "concurrency", "crash", "imports"}
+    for name, workload in results["workloads"].items():
+        assert "error" not in workload, (name, workload.get("error"))
+    # Nothing is lost under concurrency on any mooring backend, in the smoke run too.
+    lost = [row for row in results["workloads"]["concurrency"]["rows"] if row["system"].startswith("mooring")]
+    assert lost and all(row.get("lost_turns", 0) == 0 for row in lost), lost

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 from mooring._json import decode_bytes, encode_bytes
 from mooring.errors import CorruptRecordError
@@ -18,6 +18,8 @@ from mooring.types import Message
 
 FORMAT_VERSION = 1
 MOORING_KEY = "_mooring"
+_ROLES = ("user", "assistant")
+_MESSAGE_FIELDS = frozenset({"message", "message_id", "redact_message", "created_at", "updated_at"})
 
 
 def now_iso() -> str:
@@ -156,28 +158,29 @@ class MessageRecord:
     ) -> MessageRecord:
         """Decode a stored message record; ``has_bytes=False`` skips the bytes-decoding walk
         (the caller saw no bytes marker in the raw document)."""
-        _require(data, where, ("message", "message_id"))
+        # This runs once per restored message, so the common case stays on plain type checks.
+        if type(data) is not dict or "message" not in data or "message_id" not in data:
+            _require(data, where, ("message", "message_id"))
         message = data["message"]
-        if (
-            not isinstance(message, dict)
-            or message.get("role") not in ("user", "assistant")
-            or not isinstance(message.get("content"), list)
-        ):
+        if type(message) is not dict or message.get("role") not in _ROLES or type(message.get("content")) is not list:
             raise CorruptRecordError(f"{where}: 'message' is not a user/assistant message with a content list")
         message_id = data["message_id"]
-        if not isinstance(message_id, int) or isinstance(message_id, bool):
+        if type(message_id) is not int:
             raise CorruptRecordError(f"{where}: message_id {message_id!r} is not an integer")
         if expected_id is not None and message_id != expected_id:
             raise CorruptRecordError(f"{where}: holds message_id {message_id}, expected {expected_id}")
         redact = data.get("redact_message")
-        known = {"message", "message_id", "redact_message", "created_at", "updated_at"}
+        if has_bytes:
+            message = decode_bytes(message)
+            redact = decode_bytes(redact) if redact is not None else None
+        exact = len(data) == len(_MESSAGE_FIELDS) and data.keys() == _MESSAGE_FIELDS
         return cls(
             message_id=message_id,
-            message=decode_bytes(message) if has_bytes else cast(Message, message),
-            redact_message=(decode_bytes(redact) if has_bytes else redact) if redact is not None else None,
+            message=message,
+            redact_message=redact,
             created_at=str(data.get("created_at", "")),
             updated_at=str(data.get("updated_at", "")),
-            extra={k: v for k, v in data.items() if k not in known},
+            extra={} if exact else {k: v for k, v in data.items() if k not in _MESSAGE_FIELDS},
         )
 
 

@@ -17,48 +17,44 @@ FLAT = 1.3
 REASONS = {
     "full-10k-file": "each message is its own JSON file (10k opens, reads, parses) read sequentially; "
     "reading them in parallel threads or compacting old messages into segment files would close it",
-    "window-flat": "a fixed per-restore cost (lease, head probe, agent record) dominates; it should not "
-    "grow with history, so growth here points to a scan proportional to the stored messages",
-    "window-vs-strands": "mooring's windowed restore has a fixed cost of its own: besides the 40 message "
-    "files it reads session.json and agent.json, probes the head, then takes the lease and catches up "
-    "(a second head probe and agent.json read) to repair a possibly open tail; Strands' cost is one listdir "
-    "of all names plus 40 reads. Skipping the catch-up right after the read (nothing can have changed "
-    "unless the head moved) would cut the fixed cost enough",
-    "append-floor": "Python-level work per append on top of the syscalls: a thread hop (asyncio.to_thread), "
-    "opening the directory chain with O_NOFOLLOW per component, the predecessor existence check, JSON encoding",
+    "window-flat": "a fixed per-restore cost (agent record, head probe, the window's files) dominates; it "
+    "should not grow with history, so growth here points to a scan proportional to the stored messages",
+    "window-vs-strands": "mooring's windowed restore has a fixed cost of its own: the agent record, a head "
+    "probe from its hint and the 40 message files (no lease is taken when the stored tail is closed); "
+    "Strands' cost is one listdir of all names plus 40 reads, so the gap widens with history",
+    "append-floor": "Python-level work per append on top of the syscalls: one hop to mooring's I/O thread "
+    "pool, the predecessor existence check, JSON encoding and a unique temp-file name (directory fds are "
+    "kept open between calls)",
     "append-vs-strands": "a durable append pays a file and a directory fsync that Strands never makes, so "
-    "where the raw floor alone is above Strands' non-durable append no durable design can meet this; group "
-    "commit (one directory fsync per turn for all its messages) narrows it per turn",
-    "turn-half": "per turn mooring takes the lease, re-reads the head and the agent record (catch-up), "
-    "appends the prompt with the reply, then compare-and-sets the agent record: ~10 storage calls, each a "
-    "hop through asyncio.to_thread on a new event loop (and new thread pool) per synchronous agent() call, "
-    "plus fsyncs. Batching a turn's writes into one thread hop, reusing the loop, and not rewriting an "
-    "unchanged agent record would close most of it",
+    "where the raw floor alone is above Strands' non-durable append no durable design can meet this; the "
+    "durability=none row is the like-for-like comparison",
+    "turn-half": "per turn mooring takes the lease (a flock), re-reads the head and the agent record "
+    "(catch-up), appends the prompt with the reply in one batch (two file fsyncs, one directory fsync), "
+    "then compare-and-sets the agent record (another file and directory fsync); Strands writes two files "
+    "without any fsync. The durability=none row shows mooring without fsyncs; committing the agent record "
+    "together with the turn's messages would remove one of the two durable writes",
     "turn-flat": "the rows beside it locate the growth: with a window, if durability=none stays flat the "
     "growth is in the fsyncs (disk latency varies on this shared machine), not in mooring's code; with "
     "the whole history in memory every backend and Strands' file manager grow too, which points to "
     "cyclic-GC passes over the 2,000-message heap triggered by the persistence path's allocations "
     "(fewer temporary objects per turn, or gc.freeze() of the restored history, would flatten it)",
     "sql-30x": "file, sqlite and redis all restore 10k in about the same time, so the backend is not the "
-    "bottleneck: a profile of the sqlite read shows json.loads at ~20% and the Python walk of "
-    "mooring._json.decode_bytes over every message plus MessageRecord.from_dict at ~60%. Skipping "
-    "decode_bytes for records whose text has no '__bytes_encoded__' marker (one substring test) would "
-    "remove most of it",
-    "s3-requests": "restore takes the invocation lease to repair a possibly open tail (lease PUT, GET, "
-    "DELETE) and probes the head past the hint, on top of one GET per window message and the agent and "
-    "session records; skipping the lease when the stored tail is closed would bring it to ~43",
+    "bottleneck: every record costs its own json.loads and MessageRecord (about 6 us a message) while the "
+    "SQL read itself takes a few ms; decoding the rows in bulk (one json.loads over a JSON array built by "
+    "the database) would close most of it",
+    "s3-requests": "restore reads the agent record, then the window and one probe past the hint in one "
+    "round; more requests mean the hint was stale (a turn ended without updating the agent record)",
     "import": "the import chain pulls in modules at import time that are only needed later; "
     "deferring them to first use would close it",
     "concurrency": "lost or failed turns under the lease protocol are a bug: see the failures column",
-    "snapshot-2x": "the snapshot is one 2.5 MB file decoded by one json.loads in C; mooring decodes 10k "
-    "records and then walks each one in Python (decode_bytes, MessageRecord.from_dict: ~60% of the read), "
-    "whatever the backend; skipping the walk for records without encoded bytes would close most of it",
-    "snapshot-window": "the snapshot's window is one 10 KB file; mooring reads 40 message records plus "
-    "session and agent records, probes the head, then takes the lease and catches up before the first "
-    "turn; skipping that catch-up at restore and reading the 40 files in one pass would halve it",
-    "snapshot-turn": "the snapshot writes one blob per turn without fsync in the same thread; mooring makes "
-    "~10 storage calls per turn, each through a thread hop, with fsyncs; one batched durable write per "
-    "turn would close most of it",
+    "snapshot-2x": "the snapshot is one 2.5 MB document decoded by one json.loads in C; mooring decodes 10k "
+    "separate records, each with its own json.loads and record object, whatever the backend; decoding "
+    "rows in bulk, or compacting old messages into segments, would close it",
+    "snapshot-window": "the snapshot's window is one 10 KB file; mooring reads the agent record, probes the "
+    "head and reads 40 separate message records (and keeps the whole history, which the snapshot does not)",
+    "snapshot-turn": "the snapshot writes one blob per turn without fsync; mooring appends the turn durably "
+    "and compare-and-sets the agent record, each with fsyncs; the durability=none row is the like-for-like "
+    "comparison",
     "s3-flat": "bytes per turn should not depend on history; growth means whole-history rewrites",
 }
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from mooring import Agent
-from mooring.errors import ConfigurationError, CorruptRecordError, StorageUnavailableError
+from mooring.errors import ConfigurationError, CorruptRecordError, LeaseTimeoutError, StorageUnavailableError
 from mooring.session import open_repository
 from mooring.session._migrations import MIGRATIONS, SCHEMA_VERSION, migrate_sqlite
 from mooring.session.records import AgentRecord, MessageRecord, SessionRecord
@@ -478,3 +478,30 @@ def test_many_processes_opening_a_new_sqlite_database_at_once(tmp_path: Path) ->
             if child.returncode != 0:
                 failures.append(err.strip().splitlines()[-1])
     assert failures == []
+
+
+def test_a_sqlite_lease_held_by_a_killed_process_is_taken_over_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "killed.db"
+    code = (
+        "import asyncio, sys, time\n"
+        "from mooring.session.sqlite import SQLiteSessionRepository\n"
+        "from mooring.session import SessionRecord, AgentRecord\n"
+        "async def main():\n"
+        "    repo = SQLiteSessionRepository(sys.argv[1])\n"
+        "    await repo.create_session(SessionRecord(session_id='s'))\n"
+        "    await repo.create_agent('s', AgentRecord(agent_id='a'))\n"
+        "    await repo.acquire_lease('s', 'a', ttl=3600, wait=0)\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(3600)\n"
+        "asyncio.run(main())\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    repo = SQLiteSessionRepository(path)
+    with pytest.raises(LeaseTimeoutError):  # a live holder keeps it
+        asyncio.run(repo.acquire_lease("s", "a", ttl=30, wait=0))
+    holder.kill()
+    holder.wait()
+    # The holder died an hour before its lease would expire: the lease is free now.
+    lease = asyncio.run(repo.acquire_lease("s", "a", ttl=30, wait=0))
+    asyncio.run(repo.release_lease(lease))

@@ -5,10 +5,11 @@ processes wait for each other instead of failing. Each message is one row keyed 
 ``(session_id, agent_id, message_id)``; an append checks the head and inserts the whole
 batch in one ``BEGIN IMMEDIATE`` transaction, which is the conditional append. Agent and
 multi-agent records are compare-and-set on a ``version`` column. Invocation leases are rows
-with a token and an expiry (capability ``"lease_expiry"``): an expired lease can be taken
-over, and renew/release only touch the row while it still carries the holder's token.
+with a token and an expiry (capability ``"lease_expiry"``): an expired lease, or one whose
+holder process on this machine has died, can be taken over, and renew/release only touch the
+row while it still carries the holder's token.
 
-Operations use the stdlib ``sqlite3`` driver from worker threads (``asyncio.to_thread``);
+Operations use the stdlib ``sqlite3`` driver from mooring's I/O worker threads;
 connections are pooled per repository and handed to one thread at a time, so the
 repository works from any event loop and any thread.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -53,6 +55,26 @@ T = TypeVar("T")
 Durability = Literal["fsync", "none"]
 
 _MAX_IDLE_CONNECTIONS = 8
+
+
+_HOST = socket.gethostname()
+
+
+def _holder_is_dead(token: str) -> bool:
+    host, _, rest = token.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by another user
+    return False
 
 
 class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
@@ -453,23 +475,29 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
         return new
 
     # -- leases -------------------------------------------------------------------------------
+    # A token names its holder ("host:pid:random"). SQLite lives on one machine, so a lease
+    # whose holder process is gone (kill -9, a crash) is taken over at once instead of after
+    # its expiry; a reused pid only makes us wait for the expiry, the safe direction.
 
     def _try_lease(self, conn: sqlite3.Connection, session_id: str, agent_id: str, ttl: float) -> Lease | None:
         # One machine shares one clock, so time.time() is a sound expiry for a local file.
         with self._write(conn):
             now = time.time()
             row = conn.execute(
-                "SELECT expires_at FROM mooring_leases WHERE session_id = ? AND agent_id = ?", (session_id, agent_id)
+                "SELECT expires_at, token FROM mooring_leases WHERE session_id = ? AND agent_id = ?",
+                (session_id, agent_id),
             ).fetchone()
-            if row is not None and float(row[0]) > now:
+            if row is not None and float(row[0]) > now and not _holder_is_dead(str(row[1])):
                 return None
-            token = _sql.new_token()
+            token = f"{_HOST}:{os.getpid()}:{_sql.new_token()}"
             conn.execute(
                 "INSERT OR REPLACE INTO mooring_leases (session_id, agent_id, token, expires_at) VALUES (?, ?, ?, ?)",
                 (session_id, agent_id, token, now + ttl),
             )
         if row is not None:
-            logger.debug("session_id=<%s>, agent_id=<%s> | took over an expired lease", session_id, agent_id)
+            logger.debug(
+                "session_id=<%s>, agent_id=<%s> | took over an expired or orphaned lease", session_id, agent_id
+            )
         return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=now + ttl)
 
     def _renew(self, conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:

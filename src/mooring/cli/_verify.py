@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,6 +148,15 @@ class Verifier:
                 self._add("error", "missing-record", session_id, location, "the session has no session record")
         for agent_id in await self.agent_ids(session_id):
             await self.verify_agent(session_id, agent_id)
+        if self.root is not None:
+            for path in await asyncio.to_thread(_stale_temp_files, self.root / f"session_{session_id}"):
+                self._add(
+                    "warning",
+                    "temp-file",
+                    session_id,
+                    str(path),
+                    "temp file left by a write cut off by a crash",
+                )
         for multi_id in await self.multi_agent_ids(session_id):
             multi_where = self.where(
                 session_id,
@@ -394,6 +404,9 @@ class Repairer:
         ]
 
     async def repair_session_level(self, session_id: str) -> None:
+        for problem in self.problems:
+            if problem.kind == "temp-file" and problem.session_id == session_id:
+                await self.move_aside(problem.location, problem.detail)
         for problem in self._corrupt(session_id, None, message=False):
             if not await self.move_aside(problem.location, problem.detail):
                 continue
@@ -495,6 +508,26 @@ def _move(source: Path, target: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# Temp files live for the milliseconds of one write; one this old belongs to a dead writer.
+STALE_TEMP_SECONDS = 60.0
+
+
+def _stale_temp_files(session_dir: Path) -> list[Path]:
+    """Temp files (mooring's ``.mooring-*.tmp``, Strands' ``.strands_*.tmp``) left by crashed writes."""
+    found = []
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for directory, _, names in os.walk(session_dir):
+        for name in names:
+            if name.endswith(".tmp") and name.startswith((".mooring-", ".strands_")):
+                path = Path(directory, name)
+                try:
+                    if path.lstat().st_mtime < cutoff:
+                        found.append(path)
+                except FileNotFoundError:
+                    continue  # a live write finished meanwhile
+    return sorted(found)
 
 
 def _scan_prefixed(directory: Path, prefix: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,26 @@ def test_verify_and_repair_on_a_backend_without_files(store: Path, tmp_path: Pat
     result = json.loads(out)
     assert code == 0 and result["remaining"] == []
     assert [r["action"] for r in result["repairs"]] == ["updated-head"]
+
+
+def test_temp_files_left_by_a_crash_are_reported_and_moved_aside(store: Path, cli: Cli) -> None:
+    three_turns("crashed", store)
+    directory = messages_dir(store, "crashed")
+    stale = directory / ".mooring-0123abcd.tmp"
+    stale.write_text('{"message": {"role": "user", "content": [{"te')
+    old = stale.stat().st_mtime - 3600
+    os.utime(stale, (old, old))
+    fresh = directory / ".mooring-fedc3210.tmp"  # a write in progress right now: left alone
+    fresh.write_text("{")
+
+    result = cli.json("sessions", "verify", "--store", str(store))
+    [found] = problems(result, "temp-file")
+    assert found["severity"] == "warning" and found["location"] == str(stale)
+
+    code, out, _ = cli("sessions", "verify", "--store", str(store), "--repair", "--json")
+    repaired = json.loads(out)
+    assert code == 0
+    [moved] = [r for r in repaired["repairs"] if r["location"] == str(stale)]
+    assert moved["action"] == "quarantined" and Path(moved["to"]).read_text().startswith('{"message"')
+    assert not stale.exists() and fresh.exists()
+    assert message_files(store, "crashed") == [f"message_{i}.json" for i in range(6)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mooring.session._head import gallop_down, gallop_up
 from mooring.session._s3_io import S3Io
 
 
@@ -21,39 +22,10 @@ def find_head(io: S3Io, key_of: Callable[[int], str], hint: int | None) -> int:
 
     start = max(hint or 0, 0)
     if start == 0:
-        return _gallop_up(has, 0) if has(0) else 0
+        return gallop_up(has, 0) if has(0) else 0
     below, at = io.map(has, [start - 1, start])
     if at:
-        return _gallop_up(has, start)
+        return gallop_up(has, start)
     if below:
         return start
-    return _gallop_down(has, start - 1)
-
-
-def _gallop_up(has: Callable[[int], bool], low: int) -> int:
-    step = 1  # ``low`` exists
-    while has(low + step):
-        low += step
-        step *= 2
-    return _bisect(has, low, low + step)
-
-
-def _gallop_down(has: Callable[[int], bool], high: int) -> int:
-    low, step = -1, 1  # ``high`` is missing
-    while high - step >= 0:
-        if has(high - step):
-            low = high - step
-            break
-        high -= step
-        step *= 2
-    return _bisect(has, low, high)
-
-
-def _bisect(has: Callable[[int], bool], low: int, high: int) -> int:
-    while high - low > 1:  # ``low`` exists (or is -1), ``high`` is missing
-        mid = (low + high) // 2
-        if has(mid):
-            low = mid
-        else:
-            high = mid
-    return low + 1
+    return gallop_down(has, start - 1)

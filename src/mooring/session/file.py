@@ -21,24 +21,22 @@ import fcntl
 import os
 import shutil
 import stat
-import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from mooring._ids import validate_id
 from mooring._json import BYTES_MARKER
-from mooring._threads import run_blocking
 from mooring.errors import (
     ConflictError,
     LeaseTimeoutError,
     SessionNotFoundError,
-    StorageUnavailableError,
 )
 from mooring.session import _fs
+from mooring.session._file_tree import LOCK_DIR, FileTree
+from mooring.session._head import find_head
 from mooring.session.records import (
     AgentRecord,
     MessageRecord,
@@ -54,9 +52,7 @@ T = TypeVar("T")
 Durability = Literal["fsync", "none"]
 
 # Lock files live outside the session tree, so the tree stays exactly the Strands layout.
-_LOCK_DIR = ".mooring-locks"
 BYTES_MARKER_RAW = BYTES_MARKER.encode()
-_KEPT_DIRS = 256  # directory fds kept open per repository (see _open)
 _SMALL_READ = 8  # message reads up to this many records run in place (see _small)
 
 
@@ -74,7 +70,7 @@ def _message_name(message_id: int) -> str:
     return f"message_{message_id}.json"
 
 
-class FileSessionRepository(SessionRepository):
+class FileSessionRepository(FileTree, SessionRepository):
     """Sessions as a directory tree, compatible with Strands' FileSessionManager.
 
     ``durability="fsync"`` (the default) makes every acknowledged write survive a power loss;
@@ -86,156 +82,10 @@ class FileSessionRepository(SessionRepository):
     def __init__(self, storage_dir: str | os.PathLike[str] | None = None, *, durability: Durability = "fsync") -> None:
         if durability not in ("fsync", "none"):
             raise ValueError(f"durability must be 'fsync' or 'none', got {durability!r}")
-        self.storage_dir = Path(storage_dir) if storage_dir is not None else default_storage_dir()
-        self.durable = durability == "fsync"
-        self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
-        self._dirs_lock = threading.Lock()
-        try:
-            self.storage_dir.mkdir(mode=_fs.DIR_MODE, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageUnavailableError(f"cannot create storage directory {self.storage_dir}: {exc}") from exc
+        super().__init__(Path(storage_dir) if storage_dir is not None else default_storage_dir(), durability == "fsync")
 
     def describe(self) -> str:
         return f"file:{self.storage_dir}"
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        # Anything that may fsync, or read many files, runs off the event loop.
-        return await run_blocking(self._guard, func, *args)
-
-    async def _small(self, func: Callable[..., T], *args: Any) -> T:
-        # A handful of syscalls on local files (a stat, one small read, a flock attempt) costs
-        # microseconds, less than handing it to a worker thread and back; run it in place. So
-        # do writes when nothing is fsynced.
-        return self._guard(func, *args)
-
-    def _guard(self, func: Callable[..., T], *args: Any) -> T:
-        try:
-            return func(*args)
-        except (FileNotFoundError, NotADirectoryError):
-            raise
-        except OSError as exc:
-            raise StorageUnavailableError(f"file store {self.storage_dir} failed: {exc}") from exc
-
-    def _root(self) -> int:
-        return os.open(self.storage_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def _open(self, parts: Sequence[str], *, create: bool) -> int:
-        """A new fd of the directory ``parts`` under the store; the caller closes it.
-
-        Opening a chain without following symlinks costs one ``open`` per component, several
-        times per turn; directories already opened are kept and handed out as ``dup``s. A kept
-        directory that was removed since (its link count dropped to 0, as after a session
-        delete) is opened again from the root.
-        """
-        key = tuple(parts)
-        with self._dirs_lock:
-            kept = self._dirs.get(key)
-            if kept is not None:
-                if os.fstat(kept).st_nlink > 0:
-                    self._dirs.move_to_end(key)
-                    return os.dup(kept)
-                del self._dirs[key]
-                os.close(kept)
-        root = self._root()
-        try:
-            fd = _fs.open_dir(root, parts, create=create, root=str(self.storage_dir))
-        finally:
-            os.close(root)
-        with self._dirs_lock:
-            if key not in self._dirs:
-                self._dirs[key] = os.dup(fd)
-                while len(self._dirs) > _KEPT_DIRS:
-                    os.close(self._dirs.popitem(last=False)[1])
-        return fd
-
-    def _forget_dirs(self, first: str) -> None:
-        with self._dirs_lock:
-            for key in [k for k in self._dirs if k[:1] == (first,) or k[1:2] == (first,)]:
-                os.close(self._dirs.pop(key))
-
-    async def close(self) -> None:
-        with self._dirs_lock:
-            while self._dirs:
-                os.close(self._dirs.popitem()[1])
-
-    def _where(self, *parts: str) -> str:
-        return str(self.storage_dir.joinpath(*parts))
-
-    @staticmethod
-    def _session_parts(session_id: str) -> list[str]:
-        return [f"session_{validate_id(session_id, 'session_id')}"]
-
-    def _agent_parts(self, session_id: str, agent_id: str) -> list[str]:
-        return [*self._session_parts(session_id), "agents", f"agent_{validate_id(agent_id, 'agent_id')}"]
-
-    def _open_session(self, session_id: str) -> int:
-        parts = self._session_parts(session_id)
-        try:
-            fd = self._open(parts, create=False)
-        except FileNotFoundError:
-            raise SessionNotFoundError(f"session {session_id!r} does not exist in {self.storage_dir}") from None
-        if not _fs.exists(fd, "session.json"):
-            os.close(fd)
-            raise SessionNotFoundError(f"session {session_id!r} does not exist in {self.storage_dir}")
-        return fd
-
-    def _open_agent(self, session_id: str, agent_id: str, sub: Sequence[str] = ()) -> int:
-        try:
-            return self._open([*self._agent_parts(session_id, agent_id), *sub], create=False)
-        except FileNotFoundError:
-            pass  # find out what is missing, and create ``sub``
-        sfd = self._open_session(session_id)
-        try:
-            afd = _fs.open_dir(
-                sfd,
-                ["agents", f"agent_{validate_id(agent_id, 'agent_id')}"],
-                create=False,
-                root=self._where(*self._session_parts(session_id)),
-            )
-        except FileNotFoundError:
-            raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}") from None
-        finally:
-            os.close(sfd)
-        if not sub:
-            return afd
-        try:
-            return _fs.open_dir(afd, sub, create=True, root=self._where(*self._agent_parts(session_id, agent_id)))
-        finally:
-            os.close(afd)
-
-    def _publish_new(self, dfd: int, name: str, data: dict[str, Any]) -> bool:
-        temp = _fs.write_temp(dfd, _fs.encode(data), self.durable)
-        taken = not _fs.publish_new(dfd, temp, name)
-        if not taken and self.durable:
-            _fs.fsync_dir(dfd)
-        return not taken
-
-    def _publish_replace(self, dfd: int, name: str, data: dict[str, Any]) -> None:
-        temp = _fs.write_temp(dfd, _fs.encode(data), self.durable)
-        _fs.publish_replace(dfd, temp, name)
-        if self.durable:
-            _fs.fsync_dir(dfd)
-
-    def _lock_file(self, session_id: str, name: str) -> int:
-        """Open (creating) the lock file ``name`` of a session. Lock files are never removed
-        while the session exists: unlinking a held flock file would let two holders in."""
-        lfd = self._open([_LOCK_DIR, *self._session_parts(session_id)], create=True)
-        try:
-            return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _fs.FILE_MODE, dir_fd=lfd)
-        finally:
-            os.close(lfd)
-
-    def _locked(self, session_id: str, name: str) -> int:
-        fd = self._lock_file(session_id, name)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return fd
-
-    @staticmethod
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -302,7 +152,7 @@ class FileSessionRepository(SessionRepository):
             os.close(root)
         self._forget_dirs(name)
         shutil.rmtree(self.storage_dir / grave, ignore_errors=True)
-        shutil.rmtree(self.storage_dir / _LOCK_DIR / name, ignore_errors=True)
+        shutil.rmtree(self.storage_dir / LOCK_DIR / name, ignore_errors=True)
         return True
 
     async def delete_session(self, session_id: str) -> bool:
@@ -442,36 +292,7 @@ class FileSessionRepository(SessionRepository):
         return await (self._run if self.durable else self._small)(self._append, session_id, agent_id, list(messages))
 
     def _head(self, mfd: int, hint: int | None) -> int:
-        """Find the first missing id by galloping from ``hint`` (ids are dense)."""
-
-        def has(i: int) -> bool:
-            return _fs.exists(mfd, _message_name(i))
-
-        start = max(hint or 0, 0)
-        if has(start):
-            low, step = start, 1  # low exists
-            while has(low + step):
-                low += step
-                step *= 2
-            high = low + step  # missing
-        else:
-            if start == 0 or has(start - 1):
-                return start
-            high, step = start - 1, 1  # high missing
-            low = -1
-            while high - step >= 0:
-                if has(high - step):
-                    low = high - step
-                    break
-                high -= step
-                step *= 2
-        while high - low > 1:
-            mid = (low + high) // 2
-            if has(mid):
-                low = mid
-            else:
-                high = mid
-        return low + 1
+        return find_head(lambda i: _fs.exists(mfd, _message_name(i)), hint)
 
     def _message_head(self, session_id: str, agent_id: str, hint: int | None) -> int:
         try:

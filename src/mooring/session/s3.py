@@ -19,8 +19,8 @@ Keys under ``s3://<bucket>/<prefix>/``, identical to the file backend's tree and
 - Restore never lists: ``read_window`` GETs the window ``[start, hint)`` and probes that
   ``message_<hint>`` is absent, in one concurrent round; ``message_head(hint)`` alone checks
   ``message_<hint>`` absent and ``message_<hint-1>`` present, and gallops only when the hint
-  is wrong; ``read_messages`` GETs keys by name,
-  concurrently. A 40-message window costs 42 requests whatever the history's length.
+  is wrong; ``read_messages`` GETs keys by name, concurrently. A 40-message window costs 42
+  requests whatever the history's length.
 
 On first write the repository checks once that the server refuses failed conditions (some
 S3-compatible servers ignore the headers). Where one is ignored it logs a warning and falls

@@ -34,13 +34,12 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from mooring._ids import validate_id
-from mooring._threads import run_blocking
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
@@ -48,13 +47,12 @@ from mooring.errors import (
     LeaseLostError,
     LeaseTimeoutError,
     SessionNotFoundError,
-    StorageUnavailableError,
     missing_extra,
 )
 from mooring.session import _redis_scripts as lua
+from mooring.session._redis_base import DEFAULT_URL, RedisPlumbing, _dumps, _loads, _text
 from mooring.session._redis_scripts import (
     INDEX_SEPARATOR,
-    SessionKeys,
     encode_id,
     glob_escape,
     index_member,
@@ -83,8 +81,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_URL = "redis://localhost:6379/0"
-
 # A blip (failover, a killed connection) is retried a few times quickly; a server that stays
 # down surfaces as StorageUnavailableError within a fraction of a second, not after the
 # driver's default ten attempts.
@@ -92,22 +88,7 @@ _RETRIES = 3
 _SCAN_COUNT = 500
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else str(value)
-
-
-def _loads(raw: Any, where: str) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, TypeError) as exc:
-        raise CorruptRecordError(f"{where}: not valid JSON ({exc})") from exc
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-class RedisSessionRepository(SessionRepository):
+class RedisSessionRepository(RedisPlumbing, SessionRepository):
     """Sessions in Redis (standalone or Cluster), through the synchronous redis-py client.
 
     Example::
@@ -162,60 +143,6 @@ class RedisSessionRepository(SessionRepository):
         self._lease_acquire = client.register_script(lua.LEASE_ACQUIRE)
         self._lease_renew = client.register_script(lua.LEASE_RENEW)
         self._lease_release = client.register_script(lua.LEASE_RELEASE)
-
-    def describe(self) -> str:
-        where = self._url or DEFAULT_URL
-        if self._url is None and not self._owns_client:
-            where = f"redis client {type(self.client).__name__}"
-        else:
-            parts = urlsplit(where)
-            host = parts.hostname or ""
-            netloc = f"{host}:{parts.port}" if parts.port else host
-            where = urlunsplit((parts.scheme, netloc, parts.path, "", ""))  # no credentials
-        return f"{where} prefix={self.prefix}" + (f" ttl={self.ttl:g}s" if self.ttl else "")
-
-    async def close(self) -> None:
-        if self._owns_client:
-            await asyncio.to_thread(self.client.close)
-
-    # -- plumbing -----------------------------------------------------------------------------
-
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        # The sync client's pool is thread-safe and bound to no event loop.
-        return await run_blocking(self._guard, func, *args)
-
-    def _guard(self, func: Callable[..., T], *args: Any) -> T:
-        try:
-            return func(*args)
-        except redis.RedisError as exc:
-            raise StorageUnavailableError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
-
-    def _k(self, session_id: str) -> SessionKeys:
-        return SessionKeys.of(self.prefix, session_id)
-
-    def _keys(self, session_id: str, agent_id: str) -> list[str]:
-        """The keys the message scripts declare: session, agent hash, messages list."""
-        k = self._k(session_id)
-        return [k.session, k.agent(agent_id), k.messages(agent_id)]
-
-    def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> tuple[str, int]:
-        status, number = script(keys=list(keys), args=list(args))
-        return _text(status), int(number)
-
-    @staticmethod
-    def _where(session_id: str, agent_id: str | None = None, what: str = "") -> str:
-        where = f"redis session {session_id!r}"
-        if agent_id is not None:
-            where += f", agent {agent_id!r}"
-        return where + (f", {what}" if what else "")
-
-    @staticmethod
-    def _check(status: str, session_id: str, agent_id: str | None = None) -> None:
-        """Raise ``SessionNotFoundError`` for a script that found no session or no agent."""
-        if status == "nosession":
-            raise SessionNotFoundError(f"session {session_id!r} does not exist")
-        if status == "noagent":
-            raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
 
     # -- sessions -----------------------------------------------------------------------------
 

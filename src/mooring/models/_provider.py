@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from mooring.models._retry import RetryPolicy, retry_stream
+from mooring.errors import ModelNotAvailableError
+from mooring.models._retry import LoopLocal, RetryPolicy, retry_stream
 from mooring.types import Message, StreamEvent
 
 
@@ -15,6 +16,35 @@ class RetryingProvider:
 
     provider_name = "the model provider"
     retry_policy: RetryPolicy
+
+    def _configure(
+        self,
+        model_id: str,
+        example: str,
+        *,
+        max_tokens: int | None,
+        temperature: float | None,
+        additional_request_fields: Mapping[str, Any] | None,
+        max_retries: int,
+        retry_base_delay: float,
+        retry_max_delay: float,
+    ) -> None:
+        """The settings every provider takes, checked and stored the same way."""
+        if not model_id:
+            raise ModelNotAvailableError(f"{self.provider_name} needs a model id, for example {example!r}")
+        self.model_id = model_id
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.additional_request_fields = dict(additional_request_fields or {})
+        self.retry_policy = RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay, max_delay=retry_max_delay)
+
+    @staticmethod
+    def _adopt_client(client: Any) -> tuple[Any, LoopLocal[Any]]:
+        """A caller's SDK client, with its own retries off (our backoff replaces them);
+        ``with_options`` shares the client's connection pool."""
+        if hasattr(client, "with_options"):
+            client = client.with_options(max_retries=0)
+        return client, LoopLocal(lambda: client, client)
 
     def format_request(
         self,

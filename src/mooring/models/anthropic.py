@@ -19,7 +19,6 @@ from mooring.models._retry import (
     IMAGE_MIME,
     TEXT_DOCUMENT_MIME,
     LoopLocal,
-    RetryPolicy,
     as_base64,
     document_text,
 )
@@ -86,20 +85,20 @@ class AnthropicModel(RetryingProvider):
             import anthropic
         except ImportError as exc:
             raise missing_extra("anthropic", "the anthropic SDK") from exc
-        if not model_id:
-            raise ModelNotAvailableError("an Anthropic model id is required, for example 'anthropic:claude-haiku-4-5'")
-        self.model_id = model_id
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.additional_request_fields = dict(additional_request_fields or {})
-        self.retry_policy = RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay, max_delay=retry_max_delay)
+        self._configure(
+            model_id,
+            "anthropic:claude-haiku-4-5",
+            max_tokens=max_tokens,
+            temperature=temperature,
+            additional_request_fields=additional_request_fields,
+            max_retries=max_retries,
+            retry_base_delay=retry_base_delay,
+            retry_max_delay=retry_max_delay,
+        )
         self._sdk: Any = anthropic
         if client is not None:
-            # Our backoff replaces the SDK's; with_options shares the client's connection pool.
-            if hasattr(client, "with_options"):
-                client = client.with_options(max_retries=0)
+            client, self._clients = self._adopt_client(client)
             self.base_url = str(client.base_url)
-            self._clients: LoopLocal[Any] = LoopLocal(lambda: client, client)
             return
 
         def build() -> Any:

@@ -21,7 +21,7 @@ from mooring.errors import (
     missing_extra,
 )
 from mooring.models._provider import RetryingProvider
-from mooring.models._retry import RetryPolicy, as_bytes
+from mooring.models._retry import as_bytes
 from mooring.types import Message, StreamEvent
 
 logger = logging.getLogger(__name__)
@@ -111,16 +111,19 @@ class BedrockModel(RetryingProvider):
             from botocore.config import Config
         except ImportError as exc:
             raise missing_extra("bedrock", "boto3 (the AWS SDK for Python)") from exc
-        if not model_id:
-            raise ModelNotAvailableError("a Bedrock model id is required, for example 'bedrock:<model id>'")
-        self.model_id = model_id
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.additional_request_fields = dict(additional_request_fields or {})
+        self._configure(
+            model_id,
+            "bedrock:<model id>",
+            max_tokens=max_tokens,
+            temperature=temperature,
+            additional_request_fields=additional_request_fields,
+            max_retries=max_retries,
+            retry_base_delay=retry_base_delay,
+            retry_max_delay=retry_max_delay,
+        )
         self.guardrail_config = dict(guardrail_config) if guardrail_config else None
         self.guardrail_redact_input = guardrail_redact_input
         self.guardrail_redact_output = guardrail_redact_output
-        self.retry_policy = RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay, max_delay=retry_max_delay)
         if client is None:
             explicit_session = boto_session is not None
             session = boto_session if explicit_session else boto3.Session()

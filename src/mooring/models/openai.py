@@ -22,7 +22,6 @@ from mooring.models._provider import RetryingProvider
 from mooring.models._retry import (
     IMAGE_MIME,
     LoopLocal,
-    RetryPolicy,
     as_base64,
     document_text,
 )
@@ -97,21 +96,21 @@ class OpenAIModel(RetryingProvider):
             import openai
         except ImportError as exc:
             raise missing_extra("openai", "the openai SDK") from exc
-        if not model_id:
-            raise ModelNotAvailableError("a model id is required, for example 'openai:gpt-4o-mini'")
-        self.model_id = model_id
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.additional_request_fields = dict(additional_request_fields or {})
-        self.retry_policy = RetryPolicy(max_retries=max_retries, base_delay=retry_base_delay, max_delay=retry_max_delay)
+        self._configure(
+            model_id,
+            "openai:gpt-4o-mini",
+            max_tokens=max_tokens,
+            temperature=temperature,
+            additional_request_fields=additional_request_fields,
+            max_retries=max_retries,
+            retry_base_delay=retry_base_delay,
+            retry_max_delay=retry_max_delay,
+        )
         self._sdk: Any = openai
         if client is not None:
-            # Our backoff replaces the SDK's; with_options shares the client's connection pool.
-            if hasattr(client, "with_options"):
-                client = client.with_options(max_retries=0)
+            client, self._clients = self._adopt_client(client)
             self.base_url = str(client.base_url)
             self._custom_server = "api.openai.com" not in self.base_url
-            self._clients: LoopLocal[Any] = LoopLocal(lambda: client, client)
             return
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         self._custom_server = base_url is not None

@@ -8,8 +8,8 @@ from typing import Any
 from strands.models.model import Model
 
 
-class EchoStrandsModel(Model):
-    """Answers every prompt with ``echo: <last user text>`` through Strands' event stream."""
+class OfflineStrandsModel(Model):
+    """The parts of Strands' Model interface a scripted test model does not use."""
 
     def update_config(self, **model_config: Any) -> None:
         return None
@@ -19,6 +19,10 @@ class EchoStrandsModel(Model):
 
     def structured_output(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
+
+
+class EchoStrandsModel(OfflineStrandsModel):
+    """Answers every prompt with ``echo: <last user text>`` through Strands' event stream."""
 
     async def stream(
         self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any

@@ -241,6 +241,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return _run(body, _store(args.store))
 
 
+def _report_copy(args: argparse.Namespace, report: ops.CopyReport, headline: str) -> int:
+    if args.json:
+        emit_json(report.to_dict())
+    else:
+        console().print(f"{headline}: {report.agents} agent(s), {report.messages_copied} message(s)")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     if args.file == "-":
         snapshot = export.read_export(sys.stdin, "<stdin>")
@@ -250,14 +258,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     async def body(repository: SessionRepository) -> int:
         report = await export.import_session(repository, snapshot, target_id=args.as_id, replace=args.replace)
-        if args.json:
-            emit_json(report.to_dict())
-        else:
-            console().print(
-                f"imported session {report.target_id} into {repository.describe()}: {report.agents} agent(s), "
-                f"{report.messages_copied} message(s)"
-            )
-        return 0
+        return _report_copy(args, report, f"imported session {report.target_id} into {repository.describe()}")
 
     return _run(body, _store(args.store))
 
@@ -298,14 +299,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_fork(args: argparse.Namespace) -> int:
     async def body(repository: SessionRepository) -> int:
         report = await ops.fork_session(repository, args.session_id, args.new_id)
-        if args.json:
-            emit_json(report.to_dict())
-        else:
-            console().print(
-                f"forked session {args.session_id} into {args.new_id}: {report.agents} agent(s), "
-                f"{report.messages_copied} message(s)"
-            )
-        return 0
+        return _report_copy(args, report, f"forked session {args.session_id} into {args.new_id}")
 
     return _run(body, _store(args.store))
 

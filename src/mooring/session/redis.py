@@ -252,21 +252,12 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
 
     # -- agents -------------------------------------------------------------------------------
 
-    def _list_agents(self, session_id: str) -> list[str]:
+    def _members(self, session_id: str, which: str) -> list[str]:
+        """The decoded ids in the session's ``agents`` or ``multis`` set."""
         k = self._k(session_id)
         pipe = self.client.pipeline(transaction=False)
         pipe.exists(k.session)
-        pipe.smembers(k.agents)
-        exists, members = pipe.execute()
-        if not exists:
-            raise SessionNotFoundError(f"session {session_id!r} does not exist")
-        return sorted(unquote(_text(m)) for m in members)
-
-    def _list_multi(self, session_id: str) -> list[str]:
-        k = self._k(session_id)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.exists(k.session)
-        pipe.smembers(k.multis)
+        pipe.smembers(k.agents if which == "agents" else k.multis)
         exists, members = pipe.execute()
         if not exists:
             raise SessionNotFoundError(f"session {session_id!r} does not exist")
@@ -274,11 +265,11 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
 
     async def list_multi_agents(self, session_id: str) -> list[str]:
         validate_id(session_id, "session_id")
-        return await self._run(self._list_multi, session_id)
+        return await self._run(self._members, session_id, "multis")
 
     async def list_agents(self, session_id: str) -> list[str]:
         validate_id(session_id, "session_id")
-        return await self._run(self._list_agents, session_id)
+        return await self._run(self._members, session_id, "agents")
 
     def _create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
         k = self._k(session_id)

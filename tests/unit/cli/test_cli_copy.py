@@ -12,25 +12,17 @@ import pytest
 from cli_helpers import Cli, message_files, stored_messages, tool_turn, write_session
 from strands import Agent as StrandsAgent
 from strands import tool as strands_tool
-from strands.models.model import Model as StrandsModel
 from strands.session.file_session_manager import FileSessionManager as StrandsFileSessionManager
 
 from mooring.errors import ConflictError
 from mooring.session import FileSessionRepository, MultiAgentRecord
 from mooring.session.ops import copy_session
 
+from helpers.strands_model import OfflineStrandsModel
 
-class CountingStrandsModel(StrandsModel):
+
+class CountingStrandsModel(OfflineStrandsModel):
     """A tiny offline model for the real strands package: calls its tool when asked to count."""
-
-    def update_config(self, **model_config: Any) -> None:
-        return None
-
-    def get_config(self) -> Any:
-        return {}
-
-    def structured_output(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError
 
     async def stream(
         self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any

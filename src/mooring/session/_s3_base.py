@@ -12,7 +12,7 @@ from mooring._threads import run_blocking
 from mooring.errors import ConflictError, CorruptRecordError, SessionNotFoundError
 from mooring.session._fs import encode
 from mooring.session._s3_io import NotFound, PreconditionFailed, S3Io, S3Object
-from mooring.session.records import MultiAgentRecord, now_iso
+from mooring.session.records import MultiAgentRecord, version_conflict
 
 T = TypeVar("T")
 
@@ -70,13 +70,7 @@ class S3KeyedStore:
 
     def _create_multi(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
         self._require_session(session_id)
-        stored = MultiAgentRecord(
-            multi_agent_id=record.multi_agent_id,
-            state=dict(record.state),
-            version=1,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        stored = record.first()
         key = self._multi_key(session_id, record.multi_agent_id)
         try:
             self._io.put_new(key, encode(stored.to_dict()))
@@ -109,17 +103,8 @@ class S3KeyedStore:
             raise ConflictError(f"multi-agent {record.multi_agent_id!r} does not exist", version=0)
         current, etag = found
         if current.version != expected_version:
-            raise ConflictError(
-                f"multi-agent {record.multi_agent_id!r} is at version {current.version}, not {expected_version}",
-                version=current.version,
-            )
-        new = MultiAgentRecord(
-            multi_agent_id=record.multi_agent_id,
-            state=dict(record.state),
-            version=expected_version + 1,
-            created_at=current.created_at,
-            updated_at=now_iso(),
-        )
+            raise version_conflict(f"multi-agent {record.multi_agent_id!r}", current.version, expected_version)
+        new = record.successor(expected_version, current.created_at)
         try:
             self._io.put_replace(self._multi_key(session_id, record.multi_agent_id), encode(new.to_dict()), etag)
         except (PreconditionFailed, NotFound):

@@ -44,6 +44,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    version_conflict,
 )
 from mooring.session.repository import Lease, SessionRepository
 from mooring.session.util import page_sessions
@@ -228,15 +229,10 @@ class FileSessionRepository(FileTree, SessionRepository):
                 current = AgentRecord.from_dict(raw, where) if raw is not None else None
                 stored_version = current.version if current else 0
                 if current is None or stored_version != expected_version:
-                    raise ConflictError(
-                        f"agent {agent.agent_id!r} in session {session_id!r} is at version {stored_version}, "
-                        f"not {expected_version}",
-                        version=stored_version,
+                    raise version_conflict(
+                        f"agent {agent.agent_id!r} in session {session_id!r}", stored_version, expected_version
                     )
-                new = agent.copy()
-                new.version = expected_version + 1
-                new.created_at = current.created_at or new.created_at
-                new.updated_at = now_iso()
+                new = agent.successor(expected_version, current.created_at)
                 self._publish_replace(afd, "agent.json", new.to_dict())
                 return new
             finally:
@@ -399,13 +395,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(sfd)
         try:
-            stored = MultiAgentRecord(
-                multi_agent_id=record.multi_agent_id,
-                state=dict(record.state),
-                version=1,
-                created_at=record.created_at,
-                updated_at=record.updated_at,
-            )
+            stored = record.first()
             if not self._publish_new(fd, "multi_agent.json", stored.to_dict()):
                 raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1)
             return stored
@@ -471,17 +461,8 @@ class FileSessionRepository(FileTree, SessionRepository):
                 current = MultiAgentRecord.from_dict(raw, where) if raw is not None else None
                 stored_version = current.version if current else 0
                 if current is None or stored_version != expected_version:
-                    raise ConflictError(
-                        f"multi-agent {record.multi_agent_id!r} is at version {stored_version}, not {expected_version}",
-                        version=stored_version,
-                    )
-                new = MultiAgentRecord(
-                    multi_agent_id=record.multi_agent_id,
-                    state=dict(record.state),
-                    version=expected_version + 1,
-                    created_at=current.created_at,
-                    updated_at=now_iso(),
-                )
+                    raise version_conflict(f"multi-agent {record.multi_agent_id!r}", stored_version, expected_version)
+                new = record.successor(expected_version, current.created_at)
                 self._publish_replace(fd, "multi_agent.json", new.to_dict())
                 return new
             finally:

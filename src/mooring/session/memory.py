@@ -20,6 +20,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    version_conflict,
 )
 from mooring.session.repository import Lease, SessionRepository
 from mooring.session.util import page_sessions
@@ -116,14 +117,8 @@ class InMemorySessionRepository(SessionRepository):
             found = session.agents.get(agent.agent_id)
             stored_version = found.record.version if found else 0
             if found is None or stored_version != expected_version:
-                raise ConflictError(
-                    f"agent {agent.agent_id!r} is at version {stored_version}, not {expected_version}",
-                    version=stored_version,
-                )
-            new = agent.copy()
-            new.version = expected_version + 1
-            new.created_at = found.record.created_at
-            new.updated_at = now_iso()
+                raise version_conflict(f"agent {agent.agent_id!r}", stored_version, expected_version)
+            new = agent.successor(expected_version, found.record.created_at)
             found.record = new
             return new.copy()
 
@@ -207,14 +202,8 @@ class InMemorySessionRepository(SessionRepository):
             found = session.multi_agents.get(record.multi_agent_id)
             stored_version = found.version if found else 0
             if found is None or stored_version != expected_version:
-                raise ConflictError(
-                    f"multi-agent {record.multi_agent_id!r} is at version {stored_version}, not {expected_version}",
-                    version=stored_version,
-                )
-            new = copy.deepcopy(record)
-            new.version = expected_version + 1
-            new.created_at = found.created_at
-            new.updated_at = now_iso()
+                raise version_conflict(f"multi-agent {record.multi_agent_id!r}", stored_version, expected_version)
+            new = record.successor(expected_version, found.created_at)
             session.multi_agents[record.multi_agent_id] = new
             return copy.deepcopy(new)
 

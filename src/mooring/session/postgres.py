@@ -56,6 +56,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    version_conflict,
 )
 from mooring.session.repository import Lease
 
@@ -323,15 +324,10 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
                 self._require_session(conn, session_id)
             stored_version = int(row[0]) if row is not None else 0
             if row is None or stored_version != expected_version:
-                raise ConflictError(
-                    f"agent {agent.agent_id!r} in session {session_id!r} is at version {stored_version}, "
-                    f"not {expected_version}",
-                    version=stored_version,
+                raise version_conflict(
+                    f"agent {agent.agent_id!r} in session {session_id!r}", stored_version, expected_version
                 )
-            new = agent.copy()
-            new.version = expected_version + 1
-            new.created_at = row[1] or new.created_at
-            new.updated_at = now_iso()
+            new = agent.successor(expected_version, row[1])
             conn.execute(
                 self._q("UPDATE {s}.agents SET version = %s, data = %s WHERE session_id = %s AND agent_id = %s"),
                 (new.version, Jsonb(new.to_dict()), session_id, agent.agent_id),
@@ -433,13 +429,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
     # -- multi-agent records ------------------------------------------------------------------
 
     def _create_multi(self, conn: Conn, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
-        stored = MultiAgentRecord(
-            multi_agent_id=record.multi_agent_id,
-            state=dict(record.state),
-            version=1,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        stored = record.first()
         with conn.transaction():
             self._require_session(conn, session_id, lock=True)
             row = conn.execute(
@@ -476,18 +466,9 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             ).fetchone()
             stored_version = int(row[0]) if row is not None else 0
             if row is None or stored_version != expected_version:
-                raise ConflictError(
-                    f"multi-agent {record.multi_agent_id!r} is at version {stored_version}, not {expected_version}",
-                    version=stored_version,
-                )
+                raise version_conflict(f"multi-agent {record.multi_agent_id!r}", stored_version, expected_version)
             where = _sql.multi_where(self.describe(), session_id, record.multi_agent_id)
-            new = MultiAgentRecord(
-                multi_agent_id=record.multi_agent_id,
-                state=dict(record.state),
-                version=expected_version + 1,
-                created_at=_sql.decode_multi(row[1], stored_version, where).created_at,
-                updated_at=now_iso(),
-            )
+            new = record.successor(expected_version, _sql.decode_multi(row[1], stored_version, where).created_at)
             conn.execute(
                 self._q(
                     "UPDATE {s}.multi_agents SET version = %s, data = %s WHERE session_id = %s AND multi_agent_id = %s"

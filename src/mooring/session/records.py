@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mooring._json import decode_bytes, encode_bytes
-from mooring.errors import CorruptRecordError
+from mooring.errors import ConflictError, CorruptRecordError
 from mooring.types import Message
 
 FORMAT_VERSION = 1
@@ -124,6 +124,15 @@ class AgentRecord:
     def copy(self) -> AgentRecord:
         return copy.deepcopy(self)
 
+    def successor(self, expected_version: int, created_at: str | None) -> AgentRecord:
+        """This record as the compare-and-set update of a stored copy at ``expected_version``
+        (keeping the stored ``created_at`` when there is one)."""
+        new = self.copy()
+        new.version = expected_version + 1
+        new.created_at = created_at or new.created_at
+        new.updated_at = now_iso()
+        return new
+
 
 @dataclass(kw_only=True)
 class MessageRecord:
@@ -205,6 +214,26 @@ class MultiAgentRecord:
         }
         return data
 
+    def first(self) -> MultiAgentRecord:
+        """This record as created: version 1."""
+        return MultiAgentRecord(
+            multi_agent_id=self.multi_agent_id,
+            state=copy.deepcopy(self.state),
+            version=1,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+    def successor(self, expected_version: int, created_at: str | None) -> MultiAgentRecord:
+        """This record as the compare-and-set update of a stored copy at ``expected_version``."""
+        return MultiAgentRecord(
+            multi_agent_id=self.multi_agent_id,
+            state=copy.deepcopy(self.state),
+            version=expected_version + 1,
+            created_at=created_at or self.created_at,
+            updated_at=now_iso(),
+        )
+
     @classmethod
     def from_dict(cls, data: Any, where: str) -> MultiAgentRecord:
         _require(data, where, ("id",))
@@ -225,6 +254,11 @@ class SessionPage:
 
     sessions: list[SessionRecord]
     next_cursor: str | None = None
+
+
+def version_conflict(what: str, stored: int, expected: int) -> ConflictError:
+    """The error of a compare-and-set that found version ``stored`` where it expected ``expected``."""
+    return ConflictError(f"{what} is at version {stored}, not {expected}", version=stored)
 
 
 def _require(data: Any, where: str, keys: tuple[str, ...]) -> None:

@@ -66,6 +66,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    version_conflict,
 )
 from mooring.session.repository import Lease, SessionRepository
 from mooring.session.util import decode_cursor, encode_cursor
@@ -320,7 +321,7 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
             raise SessionNotFoundError(f"session {session_id!r} does not exist")
         stored = int(version) if version is not None else 0
         if raw is None or stored != expected_version:
-            raise ConflictError(f"{kind} is at version {stored}, not {expected_version}", version=stored)
+            raise version_conflict(kind, stored, expected_version)
         where = f"{self._where(session_id)}, {kind}"
         new.created_at = type(new).from_dict(_loads(raw, where), where).created_at or new.created_at
         new.version, new.updated_at = expected_version + 1, now_iso()
@@ -331,7 +332,7 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         )
         self._check(status, session_id)
         if status == "conflict":
-            raise ConflictError(f"{kind} is at version {number}, not {expected_version}", version=number)
+            raise version_conflict(kind, number, expected_version)
         logger.debug("session_id=<%s> | %s at version %d", session_id, kind, new.version)
 
     def _update_agent(self, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:

@@ -66,6 +66,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    version_conflict,
 )
 from mooring.session.repository import Lease, SessionRepository
 from mooring.session.util import page_sessions
@@ -316,15 +317,10 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
             raise ConflictError(f"agent {agent.agent_id!r} does not exist in session {session_id!r}", version=0)
         current, etag = found
         if current.version != expected_version:
-            raise ConflictError(
-                f"agent {agent.agent_id!r} in session {session_id!r} is at version {current.version}, "
-                f"not {expected_version}",
-                version=current.version,
+            raise version_conflict(
+                f"agent {agent.agent_id!r} in session {session_id!r}", current.version, expected_version
             )
-        new = agent.copy()
-        new.version = expected_version + 1
-        new.created_at = current.created_at or new.created_at
-        new.updated_at = now_iso()
+        new = agent.successor(expected_version, current.created_at)
         try:
             self._io.put_replace(
                 f"{self._agent_dir(session_id, agent.agent_id)}agent.json", encode(new.to_dict()), etag

@@ -46,6 +46,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    version_conflict,
 )
 from mooring.session.repository import Lease
 
@@ -325,16 +326,11 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             ).fetchone()
             stored_version = int(row[0]) if row is not None else 0
             if row is None or stored_version != expected_version:
-                raise ConflictError(
-                    f"agent {agent.agent_id!r} in session {session_id!r} is at version {stored_version}, "
-                    f"not {expected_version}",
-                    version=stored_version,
+                raise version_conflict(
+                    f"agent {agent.agent_id!r} in session {session_id!r}", stored_version, expected_version
                 )
-            new = agent.copy()
-            new.version = expected_version + 1
             where = _sql.agent_where(self.describe(), session_id, agent.agent_id)
-            new.created_at = _sql.stored_created_at(row[1], where, new.created_at)
-            new.updated_at = now_iso()
+            new = agent.successor(expected_version, _sql.stored_created_at(row[1], where, agent.created_at))
             conn.execute(
                 "UPDATE mooring_agents SET version = ?, data = ? WHERE session_id = ? AND agent_id = ?",
                 (new.version, _sql.dump(new.to_dict()), session_id, agent.agent_id),
@@ -418,13 +414,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
     # -- multi-agent records ------------------------------------------------------------------
 
     def _create_multi(self, conn: sqlite3.Connection, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
-        stored = MultiAgentRecord(
-            multi_agent_id=record.multi_agent_id,
-            state=dict(record.state),
-            version=1,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
+        stored = record.first()
         with self._write(conn):
             self._require_session(conn, session_id)
             cursor = conn.execute(
@@ -456,18 +446,9 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             ).fetchone()
             stored_version = int(row[0]) if row is not None else 0
             if row is None or stored_version != expected_version:
-                raise ConflictError(
-                    f"multi-agent {record.multi_agent_id!r} is at version {stored_version}, not {expected_version}",
-                    version=stored_version,
-                )
+                raise version_conflict(f"multi-agent {record.multi_agent_id!r}", stored_version, expected_version)
             where = _sql.multi_where(self.describe(), session_id, record.multi_agent_id)
-            new = MultiAgentRecord(
-                multi_agent_id=record.multi_agent_id,
-                state=dict(record.state),
-                version=expected_version + 1,
-                created_at=_sql.decode_multi(row[1], stored_version, where).created_at,
-                updated_at=now_iso(),
-            )
+            new = record.successor(expected_version, _sql.decode_multi(row[1], stored_version, where).created_at)
             conn.execute(
                 "UPDATE mooring_multi_agents SET version = ?, data = ? WHERE session_id = ? AND multi_agent_id = ?",
                 (new.version, _sql.dump(new.to_dict()), session_id, record.multi_agent_id),

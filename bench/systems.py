@@ -30,6 +30,15 @@ from bench.moto import BUCKET
 PG_DSN = os.environ.get("MOORING_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MOORING_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
+# Where each mooring backend lives, for imports made before a child forks.
+BACKEND_MODULES = {
+    "file": "mooring.session.backends.file.repository",
+    "sqlite": "mooring.session.backends.sql.sqlite",
+    "postgres": "mooring.session.backends.sql.postgres",
+    "redis": "mooring.session.backends.redis.repository",
+    "s3": "mooring.session.backends.s3.repository",
+}
+
 
 @dataclass(frozen=True)
 class System:
@@ -132,12 +141,12 @@ def probe(env: dict[str, Any], name: str) -> str:
         return "n/a: Redis server 127.0.0.1:6379 unreachable"
     if system.family == "strands":
         return "ok"
-    module = {"sqlite": "sqlite", "postgres": "postgres", "redis": "redis", "s3": "s3"}.get(system.backend)
+    module = BACKEND_MODULES.get(system.backend)
     if module is not None:
         import importlib.util
 
-        if importlib.util.find_spec(f"mooring.session.{module}") is None:
-            return f"n/a: mooring.session.{module} not present in this checkout"
+        if importlib.util.find_spec(module) is None:
+            return f"n/a: {module} not present in this checkout"
     spec = store(env, name, "probe")
     try:
         _prepare(spec)

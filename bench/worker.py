@@ -38,7 +38,7 @@ def _warm(spec: dict[str, Any] | None, family: str, cm: str) -> Any:
         boto3.client("s3")  # loads botocore's service models, which every later client reuses
     if name and family == "mooring":
         backend = systems.SYSTEMS[name].backend
-        importlib.import_module("mooring.session.file" if backend == "file" else f"mooring.session.{backend}")
+        importlib.import_module(systems.BACKEND_MODULES[backend])
     if family == "strands":
         importlib.import_module("strands.session.file_session_manager")
         importlib.import_module("strands.session.snapshot_session_manager")

@@ -163,12 +163,12 @@ def _serve() -> None:
     import strands.session.file_session_manager
     import strands.session.snapshot_session_manager  # noqa: F401
 
-    import mooring.session.file  # noqa: F401
+    import mooring.session.backends.file.repository  # noqa: F401
     from bench import data  # noqa: F401
 
-    for module in ("sqlite", "postgres", "redis"):
+    for backend in ("sqlite", "postgres", "redis"):
         try:
-            __import__(f"mooring.session.{module}")
+            __import__(systems.BACKEND_MODULES[backend])
         except Exception:
             pass  # that backend is reported n/a by the bench
     systems.build_agent(None, "warm", family="mooring", cm="null")

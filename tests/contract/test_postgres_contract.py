@@ -19,7 +19,7 @@ try:
     import psycopg
     import psycopg_pool
 
-    from mooring.session.postgres import PostgresSessionRepository
+    from mooring.session.backends.sql.postgres import PostgresSessionRepository
 except ImportError as exc:  # no driver: skip on a laptop, fail under CI (in the fixture)
     psycopg = None  # type: ignore[assignment]
     _missing_driver = str(exc)

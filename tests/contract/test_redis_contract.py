@@ -14,7 +14,7 @@ from helpers.services import REDIS_URL, require_service
 
 redis = pytest.importorskip("redis")
 
-from mooring.session.redis import RedisSessionRepository  # noqa: E402
+from mooring.session.backends.redis.repository import RedisSessionRepository  # noqa: E402
 
 pytestmark = pytest.mark.redis
 

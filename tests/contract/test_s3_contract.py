@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from mooring.session.s3 import S3SessionRepository
+from mooring.session.backends.s3.repository import S3SessionRepository
 from mooring.testing import SessionRepositoryContract
 
 from helpers.s3server import MotoS3, start_moto_server

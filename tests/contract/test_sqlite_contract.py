@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mooring.session.sqlite import SQLiteSessionRepository
+from mooring.session.backends.sql.sqlite import SQLiteSessionRepository
 from mooring.testing import SessionRepositoryContract
 
 

@@ -33,7 +33,7 @@ redis = pytest.importorskip("redis")
 
 from redis.crc import key_slot  # noqa: E402
 
-from mooring.session.redis import RedisSessionManager, RedisSessionRepository  # noqa: E402
+from mooring.session.backends.redis.repository import RedisSessionManager, RedisSessionRepository  # noqa: E402
 
 pytestmark = pytest.mark.redis
 
@@ -490,7 +490,7 @@ def test_missing_driver_names_the_extra() -> None:
     code = (
         "import sys\n"
         "sys.modules['redis'] = None\n"
-        "for attempt in ('import mooring.session.redis',\n"
+        "for attempt in ('import mooring.session.backends.redis.repository',\n"
         "                'from mooring.session import RedisSessionRepository',\n"
         "                'from mooring.session import open_repository; open_repository(\"redis://localhost/0\")'):\n"
         "    try:\n"

@@ -32,8 +32,8 @@ from mooring.errors import (
 )
 from mooring.models import ScriptedModel
 from mooring.session import FileSessionRepository, open_repository
+from mooring.session.backends.s3.repository import S3SessionManager, S3SessionRepository
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
-from mooring.session.s3 import S3SessionManager, S3SessionRepository
 
 from helpers.concurrency import run_trial
 from helpers.s3server import ACCESS_KEY, REGION, SECRET_KEY, MotoS3, start_moto_server
@@ -398,15 +398,15 @@ def test_corrupt_objects_raise_naming_the_key(moto_s3: MotoS3, bucket: str) -> N
 
 def test_missing_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in (
-        "mooring.session.s3",
-        "mooring.session._s3_io",
-        "mooring.session._s3_lease",
-        "mooring.session._s3_head",
+        "mooring.session.backends.s3.repository",
+        "mooring.session.backends.s3._io",
+        "mooring.session.backends.s3._lease",
+        "mooring.session.backends.s3._keys",
     ):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setitem(sys.modules, "boto3", None)
     with pytest.raises(ImportError, match=r"pip install 'mooring\[s3\]'"):
-        importlib.import_module("mooring.session.s3")
+        importlib.import_module("mooring.session.backends.s3.repository")
 
 
 # -- conditional headers --------------------------------------------------------------------------
@@ -433,7 +433,7 @@ def test_a_server_ignoring_conditional_headers_is_detected_and_worked_around(
                 del request.headers[header]
 
     repo.client.meta.events.register("before-send.s3", strip_conditions)
-    with caplog.at_level(logging.WARNING, logger="mooring.session._s3_io"):
+    with caplog.at_level(logging.WARNING, logger="mooring.session.backends.s3._io"):
         asyncio.run(_session_with_agent(repo))
     assert any("ignores some conditional headers" in r.getMessage() for r in caplog.records)
     support = repo.conditional_support

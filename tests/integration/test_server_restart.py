@@ -155,10 +155,10 @@ def postgres_server() -> Iterator[PrivateServer]:
 
 def _repository(kind: str, server: PrivateServer) -> SessionRepository:
     if kind == "redis":
-        from mooring.session.redis import RedisSessionRepository
+        from mooring.session.backends.redis.repository import RedisSessionRepository
 
         return RedisSessionRepository(server.url, prefix="restart")
-    from mooring.session.postgres import PostgresSessionRepository
+    from mooring.session.backends.sql.postgres import PostgresSessionRepository
 
     return PostgresSessionRepository(server.url, schema="restart", timeout=3.0)
 

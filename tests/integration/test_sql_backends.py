@@ -25,10 +25,10 @@ import pytest
 from mooring import Agent
 from mooring.errors import ConfigurationError, CorruptRecordError, LeaseTimeoutError, StorageUnavailableError
 from mooring.session import open_repository
-from mooring.session._migrations import MIGRATIONS, SCHEMA_VERSION, migrate_sqlite
+from mooring.session.backends.sql.migrations import MIGRATIONS, SCHEMA_VERSION, migrate_sqlite
+from mooring.session.backends.sql.sqlite import SQLiteSessionManager, SQLiteSessionRepository
 from mooring.session.records import AgentRecord, MessageRecord, SessionRecord
 from mooring.session.repository import SessionRepository
-from mooring.session.sqlite import SQLiteSessionManager, SQLiteSessionRepository
 
 from helpers.concurrency import run_trial
 from helpers.services import POSTGRES_DSN, require_service
@@ -220,7 +220,7 @@ def pg_schema() -> Iterator[str]:
 
 
 def _pg_repo(schema: str, dsn: str = POSTGRES_DSN, **options: Any) -> Any:
-    from mooring.session.postgres import PostgresSessionRepository
+    from mooring.session.backends.sql.postgres import PostgresSessionRepository
 
     return PostgresSessionRepository(dsn, schema=schema, **options)
 
@@ -426,7 +426,7 @@ def test_postgres_schemas_keep_applications_apart(pg_schema: str) -> None:
 
 @pytest.mark.postgres
 def test_agent_round_trip_through_postgres_manager(pg_schema: str) -> None:
-    from mooring.session.postgres import PostgresSessionManager
+    from mooring.session.backends.sql.postgres import PostgresSessionManager
 
     managers = [PostgresSessionManager("round-trip", POSTGRES_DSN, schema=pg_schema) for _ in range(2)]
     try:
@@ -446,7 +446,7 @@ def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
         "import sys\n"
         f"sys.modules[{hidden!r}] = None\n"
         "from mooring.session import open_repository\n"
-        "for attempt in (lambda: __import__('mooring.session.postgres'),\n"
+        "for attempt in (lambda: __import__('mooring.session.backends.sql.postgres'),\n"
         "                lambda: open_repository('postgresql://nobody@127.0.0.1/none')):\n"
         "    try:\n"
         "        attempt()\n"
@@ -464,7 +464,7 @@ def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
 @pytest.mark.slow
 def test_many_processes_opening_a_new_sqlite_database_at_once(tmp_path: Path) -> None:
     """Switching a fresh file to WAL can be refused at once when several processes race to it."""
-    code = "import asyncio, sys\nfrom mooring.session.sqlite import SQLiteSessionRepository\n"
+    code = "import asyncio, sys\nfrom mooring.session.backends.sql.sqlite import SQLiteSessionRepository\n"
     code += "asyncio.run(SQLiteSessionRepository(sys.argv[1]).read_session('x'))\n"
     failures = []
     for trial in range(12):
@@ -484,7 +484,7 @@ def test_a_sqlite_lease_held_by_a_killed_process_is_taken_over_at_once(tmp_path:
     path = tmp_path / "killed.db"
     code = (
         "import asyncio, sys, time\n"
-        "from mooring.session.sqlite import SQLiteSessionRepository\n"
+        "from mooring.session.backends.sql.sqlite import SQLiteSessionRepository\n"
         "from mooring.session import SessionRecord, AgentRecord\n"
         "async def main():\n"
         "    repo = SQLiteSessionRepository(sys.argv[1])\n"

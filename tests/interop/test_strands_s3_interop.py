@@ -9,7 +9,7 @@ import pytest
 
 from mooring import Agent
 from mooring.models import ScriptedModel
-from mooring.session.s3 import S3SessionManager
+from mooring.session.backends.s3.repository import S3SessionManager
 
 from helpers.s3server import MotoS3, start_moto_server
 

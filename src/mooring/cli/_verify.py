@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mooring.errors import ConflictError, CorruptRecordError, LeaseTimeoutError, SessionNotFoundError
-from mooring.session.file import FileSessionRepository
+from mooring.session.backends.file.repository import FileSessionRepository
 from mooring.session.ops import list_multi_agent_ids, set_head_hint
 from mooring.session.records import AgentRecord, MessageRecord, SessionRecord
 from mooring.session.repository import SessionRepository

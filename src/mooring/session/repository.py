@@ -17,9 +17,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+from typing_extensions import Self
+
+from mooring.errors import ConfigurationError
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionPage, SessionRecord
+
+Capability = Literal["ttl", "lease_expiry"]
+"""Optional behaviours a backend may declare: ``"ttl"`` (sessions expire) and ``"lease_expiry"``
+(a lease has a TTL and is taken over once it lapses, rather than dying with its holder)."""
 
 
 @dataclass(kw_only=True)
@@ -45,7 +52,12 @@ class SessionRepository(ABC):
     The contract suite skips only tests of capabilities a backend does not declare.
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Build the repository a store URL names (see :func:`mooring.session.open_repository`)."""
+        raise ConfigurationError(f"{cls.__name__} cannot be opened from a store URL ({url!r})")
 
     # -- sessions -----------------------------------------------------------------------------
 

@@ -81,9 +81,6 @@ def stored_agent(root: Path, session_id: str, agent_id: str = "assistant") -> di
 
 
 def test_strands_directory_to_sqlite_and_back_is_identical(tmp_path: Path, cli: Cli) -> None:
-    pytest.importorskip(
-        "mooring.session.sqlite", reason="mooring.session.sqlite is missing (the SQLite backend has not landed)"
-    )
     strands_dir = strands_directory(tmp_path / "strands")
     database = f"sqlite:///{tmp_path / 'sessions.db'}"
     back = tmp_path / "back"

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from cli_helpers import Cli, message_files, stored_messages, tool_turn, write_session
 
 from mooring import Agent
@@ -180,9 +179,6 @@ def test_repair_of_a_corrupt_session_record(store: Path, cli: Cli) -> None:
 
 
 def test_verify_and_repair_on_a_backend_without_files(store: Path, tmp_path: Path, cli: Cli) -> None:
-    pytest.importorskip(
-        "mooring.session.sqlite", reason="mooring.session.sqlite is missing (the SQLite backend has not landed)"
-    )
     from mooring.session import open_repository
 
     three_turns("s1", store)

@@ -37,7 +37,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
+
+from typing_extensions import Self
 
 from mooring._ids import validate_id
 from mooring.errors import (
@@ -49,9 +51,9 @@ from mooring.errors import (
     SessionNotFoundError,
     missing_extra,
 )
-from mooring.session import _redis_scripts as lua
-from mooring.session._redis_base import DEFAULT_URL, RedisPlumbing, _dumps, _loads, _text
-from mooring.session._redis_scripts import (
+from mooring.session.backends.redis import _scripts as lua
+from mooring.session.backends.redis._client import DEFAULT_URL, RedisPlumbing, _dumps, _loads, _text
+from mooring.session.backends.redis._scripts import (
     INDEX_SEPARATOR,
     encode_id,
     glob_escape,
@@ -65,11 +67,13 @@ from mooring.session.records import (
     MultiAgentRecord,
     SessionPage,
     SessionRecord,
+    decode_cursor,
+    encode_cursor,
     now_iso,
     version_conflict,
 )
-from mooring.session.repository import Lease, SessionRepository
-from mooring.session.util import decode_cursor, encode_cursor
+from mooring.session.repository import Capability, Lease, SessionRepository
+from mooring.session.url import query_options, without_query
 
 try:
     import redis
@@ -108,7 +112,22 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
     repository serves any number of event loops and threads through the client's pool.
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"lease_expiry", "ttl"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"lease_expiry", "ttl"})
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """A redis-py URL; ``?prefix=app&ttl=86400`` set the key prefix and session TTL (seconds),
+        other parameters go to redis-py."""
+        options = query_options(url)
+        own: dict[str, Any] = {}
+        if "prefix" in options:
+            own["prefix"] = options.pop("prefix")
+        if "ttl" in options:
+            own["ttl"] = float(options.pop("ttl"))
+        base = without_query(url)
+        if options:
+            base += "?" + urlencode(options)
+        return cls(base, **own)
 
     def __init__(
         self,

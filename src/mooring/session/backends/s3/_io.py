@@ -1,4 +1,4 @@
-"""S3 plumbing for :mod:`mooring.session.s3`: one boto3 client, retries, error mapping, counters.
+"""S3 plumbing for :mod:`mooring.session.backends.s3.repository`: one boto3 client, retries, error mapping, counters.
 
 Everything here is synchronous and thread-safe; the repository runs it in worker threads.
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from mooring._threads import run_blocking
 from mooring.errors import CorruptRecordError, SessionNotFoundError, StorageUnavailableError, missing_extra
-from mooring.session._redis_scripts import SessionKeys
+from mooring.session.backends.redis._scripts import SessionKeys
 
 try:
     import redis
@@ -39,7 +39,7 @@ def _dumps(data: Any) -> str:
 
 
 class RedisPlumbing:
-    """Base of :class:`mooring.session.redis.RedisSessionRepository`; its ``__init__`` sets these."""
+    """Base of :class:`RedisSessionRepository`; its ``__init__`` sets these."""
 
     prefix: str
     ttl: float | None

@@ -26,7 +26,7 @@ On first write the repository checks once that the server refuses failed conditi
 S3-compatible servers ignore the headers). Where one is ignored it logs a warning and falls
 back to check-then-write, leaving the lease as the only guard against concurrent writers.
 
-Errors: see :mod:`mooring.session._s3_io` (``NoSuchBucket`` and access errors are
+Errors: see :mod:`mooring.session.backends.s3._io` (``NoSuchBucket`` and access errors are
 ``ConfigurationError``; throttling and network failures are retried, then
 ``StorageUnavailableError``).
 """
@@ -38,6 +38,9 @@ import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+from typing_extensions import Self
 
 from mooring._ids import validate_id
 from mooring.errors import (
@@ -48,17 +51,16 @@ from mooring.errors import (
     LeaseTimeoutError,
     SessionNotFoundError,
 )
-from mooring.session._fs import encode
-from mooring.session._s3_base import S3KeyedStore
-from mooring.session._s3_head import find_head
-from mooring.session._s3_io import (
+from mooring.session._layout import encode
+from mooring.session.backends.s3._io import (
     ConditionalSupport,
     NotFound,
     PreconditionFailed,
     S3Io,
     build_client,
 )
-from mooring.session._s3_lease import S3Leases
+from mooring.session.backends.s3._keys import S3KeyedStore, find_head
+from mooring.session.backends.s3._lease import S3Leases
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
@@ -66,10 +68,11 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    page_sessions,
     version_conflict,
 )
-from mooring.session.repository import Lease, SessionRepository
-from mooring.session.util import page_sessions
+from mooring.session.repository import Capability, Lease, SessionRepository
+from mooring.session.url import query_options
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -122,7 +125,19 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
     ``ListObjectsV2`` ...) since construction or :meth:`reset_request_counts`.
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"lease_expiry"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"lease_expiry"})
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """``s3://bucket/prefix``; ``?region_name=...&endpoint_url=...`` set the client options."""
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ConfigurationError(f"s3 URL {url!r} names no bucket (s3://bucket/prefix)")
+        options: dict[str, Any] = query_options(url)
+        for name in ("max_concurrency", "max_attempts"):
+            if name in options:
+                options[name] = int(options[name])
+        return cls(parts.netloc, parts.path.strip("/"), **options)
 
     def __init__(
         self,

@@ -14,9 +14,16 @@ from mooring._ids import validate_id
 from mooring._json import BYTES_MARKER
 from mooring._threads import run_blocking
 from mooring.errors import ConfigurationError, ConflictError, CorruptRecordError, LeaseTimeoutError
-from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionPage, SessionRecord
-from mooring.session.repository import Lease, SessionRepository
-from mooring.session.util import decode_cursor, encode_cursor
+from mooring.session.records import (
+    AgentRecord,
+    MessageRecord,
+    MultiAgentRecord,
+    SessionPage,
+    SessionRecord,
+    decode_cursor,
+    encode_cursor,
+)
+from mooring.session.repository import Capability, Lease, SessionRepository
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -144,7 +151,7 @@ class ThreadedSQLRepository(SessionRepository, Generic[C]):
     private methods.
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"lease_expiry"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"lease_expiry"})
 
     @abstractmethod
     def _call(self, func: Callable[..., T], *args: Any) -> T:

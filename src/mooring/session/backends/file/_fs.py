@@ -114,10 +114,6 @@ def exists(dfd: int, name: str) -> bool:
     return stat.S_ISREG(st.st_mode)
 
 
-def encode(data: Any) -> bytes:
-    return json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
-
-
 def write_temp(dfd: int, payload: bytes, durable: bool) -> str:
     """Write ``payload`` to a fresh uniquely named temp file in ``dfd``; returns its name."""
     name = f".mooring-{uuid.uuid4().hex}.tmp"

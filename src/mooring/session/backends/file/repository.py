@@ -26,17 +26,22 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from typing_extensions import Self
 
 from mooring._ids import validate_id
 from mooring._json import BYTES_MARKER
 from mooring.errors import (
+    ConfigurationError,
     ConflictError,
     LeaseTimeoutError,
     SessionNotFoundError,
 )
-from mooring.session import _fs
-from mooring.session._file_tree import LOCK_DIR, FileTree
 from mooring.session._head import find_head
+from mooring.session._layout import agent_parts, encode, message_name, multi_agent_parts, session_parts
+from mooring.session.backends.file import _fs
+from mooring.session.backends.file._tree import LOCK_DIR, FileTree
 from mooring.session.records import (
     AgentRecord,
     MessageRecord,
@@ -44,10 +49,11 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    page_sessions,
     version_conflict,
 )
-from mooring.session.repository import Lease, SessionRepository
-from mooring.session.util import page_sessions
+from mooring.session.repository import Capability, Lease, SessionRepository
+from mooring.session.url import default_storage_dir, query_options, without_query
 
 T = TypeVar("T")
 Durability = Literal["fsync", "none"]
@@ -57,20 +63,6 @@ BYTES_MARKER_RAW = BYTES_MARKER.encode()
 _SMALL_READ = 8  # message reads up to this many records run in place (see _small)
 
 
-def default_storage_dir() -> Path:
-    """``$MOORING_HOME/sessions``, else the user data directory; never a temporary directory."""
-    home = os.environ.get("MOORING_HOME")
-    if home:
-        return Path(home).expanduser() / "sessions"
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("mooring", appauthor=False)) / "sessions"
-
-
-def _message_name(message_id: int) -> str:
-    return f"message_{message_id}.json"
-
-
 class FileSessionRepository(FileTree, SessionRepository):
     """Sessions as a directory tree, compatible with Strands' FileSessionManager.
 
@@ -78,12 +70,26 @@ class FileSessionRepository(FileTree, SessionRepository):
     ``"none"`` skips the fsyncs for throwaway data.
     """
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, storage_dir: str | os.PathLike[str] | None = None, *, durability: Durability = "fsync") -> None:
         if durability not in ("fsync", "none"):
             raise ValueError(f"durability must be 'fsync' or 'none', got {durability!r}")
         super().__init__(Path(storage_dir) if storage_dir is not None else default_storage_dir(), durability == "fsync")
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """``/path``, ``file:///path`` (``?durability=none`` skips fsync)."""
+        parts = urlsplit(url)
+        if parts.scheme.lower() == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise ConfigurationError(f"file URLs name a local path (file:///path), got {url!r}")
+            path = unquote(parts.path)
+        else:
+            path = without_query(url)
+        if not path:
+            raise ConfigurationError(f"store URL {url!r} names no directory")
+        return cls(path, **query_options(url))
 
     def describe(self) -> str:
         return f"file:{self.storage_dir}"
@@ -91,7 +97,7 @@ class FileSessionRepository(FileTree, SessionRepository):
     # -- sessions -----------------------------------------------------------------------------
 
     def _create_session(self, session: SessionRecord) -> SessionRecord:
-        fd = self._open(self._session_parts(session.session_id), create=True)
+        fd = self._open(session_parts(session.session_id), create=True)
         try:
             for sub in ("agents", "multi_agents"):
                 os.close(_fs.open_dir(fd, [sub], create=True, root=self._where(f"session_{session.session_id}")))
@@ -105,7 +111,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         return await self._run(self._create_session, session)
 
     def _read_session(self, session_id: str) -> SessionRecord | None:
-        parts = self._session_parts(session_id)
+        parts = session_parts(session_id)
         try:
             fd = self._open(parts, create=False)
         except FileNotFoundError:
@@ -138,7 +144,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         return page_sessions(records, cursor=cursor, limit=limit)
 
     def _delete_session(self, session_id: str) -> bool:
-        name = self._session_parts(session_id)[0]
+        name = session_parts(session_id)[0]
         root = self._root()
         try:
             grave = f".deleted-{uuid.uuid4().hex}"
@@ -205,7 +211,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         return await self._run(self._create_agent, session_id, agent)
 
     def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
-        parts = self._agent_parts(session_id, agent_id)
+        parts = agent_parts(session_id, agent_id)
         try:
             fd = self._open(parts, create=False)
         except FileNotFoundError:
@@ -224,7 +230,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         try:
             lock = self._locked(session_id, f"agent_{agent.agent_id}.record")
             try:
-                where = self._where(*self._agent_parts(session_id, agent.agent_id), "agent.json")
+                where = self._where(*agent_parts(session_id, agent.agent_id), "agent.json")
                 raw = _fs.read_json(afd, "agent.json", where)
                 current = AgentRecord.from_dict(raw, where) if raw is not None else None
                 stored_version = current.version if current else 0
@@ -255,19 +261,22 @@ class FileSessionRepository(FileTree, SessionRepository):
             first = messages[0].message_id
             for offset, record in enumerate(messages):
                 if record.message_id != first + offset:
-                    raise ValueError("appended message ids must be contiguous")
-            if first < 0 or (first > 0 and not _fs.exists(mfd, _message_name(first - 1))):
+                    raise ConflictError(
+                        f"appended message ids must be contiguous: {record.message_id} follows {first + offset - 1}",
+                        head=self._head(mfd, first),
+                    )
+            if first < 0 or (first > 0 and not _fs.exists(mfd, message_name(first - 1))):
                 head = self._head(mfd, first)
                 raise ConflictError(
                     f"message id {first} is not the next free id ({head}) for agent {agent_id!r} "
                     f"in session {session_id!r}",
                     head=head,
                 )
-            temps = [_fs.write_temp(mfd, _fs.encode(r.to_dict()), self.durable) for r in messages]
+            temps = [_fs.write_temp(mfd, encode(r.to_dict()), self.durable) for r in messages]
             published = 0
             try:
                 for record, temp in zip(messages, temps, strict=False):
-                    if not _fs.publish_new(mfd, temp, _message_name(record.message_id)):
+                    if not _fs.publish_new(mfd, temp, message_name(record.message_id)):
                         head = self._head(mfd, record.message_id)
                         raise ConflictError(
                             f"message id {record.message_id} was already taken for agent {agent_id!r} "
@@ -288,11 +297,11 @@ class FileSessionRepository(FileTree, SessionRepository):
         return await (self._run if self.durable else self._small)(self._append, session_id, agent_id, list(messages))
 
     def _head(self, mfd: int, hint: int | None) -> int:
-        return find_head(lambda i: _fs.exists(mfd, _message_name(i)), hint)
+        return find_head(lambda i: _fs.exists(mfd, message_name(i)), hint)
 
     def _message_head(self, session_id: str, agent_id: str, hint: int | None) -> int:
         try:
-            mfd = self._open([*self._agent_parts(session_id, agent_id), "messages"], create=False)
+            mfd = self._open([*agent_parts(session_id, agent_id), "messages"], create=False)
         except FileNotFoundError:
             return 0
         try:
@@ -304,7 +313,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         return await self._small(self._message_head, session_id, agent_id, hint)
 
     def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
-        parts = [*self._agent_parts(session_id, agent_id), "messages"]
+        parts = [*agent_parts(session_id, agent_id), "messages"]
         try:
             mfd = self._open(parts, create=False)
         except FileNotFoundError:
@@ -315,7 +324,7 @@ class FileSessionRepository(FileTree, SessionRepository):
             base = self.storage_dir.joinpath(*parts)
             out = []
             for message_id in range(start, stop):
-                name = _message_name(message_id)
+                name = message_name(message_id)
                 raw = _fs.read_bytes(mfd, name, lambda: str(base / name))  # noqa: B023 (used at once)
                 if raw is None:
                     continue
@@ -338,8 +347,8 @@ class FileSessionRepository(FileTree, SessionRepository):
     def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         mfd = self._open_agent(session_id, agent_id, ["messages"])
         try:
-            name = _message_name(message.message_id)
-            where = self._where(*self._agent_parts(session_id, agent_id), "messages", name)
+            name = message_name(message.message_id)
+            where = self._where(*agent_parts(session_id, agent_id), "messages", name)
             current = _fs.read_json(mfd, name, where)
             if current is None:
                 raise SessionNotFoundError(f"message {message.message_id} does not exist ({where})")
@@ -365,7 +374,7 @@ class FileSessionRepository(FileTree, SessionRepository):
             if head != expected_head:
                 raise ConflictError(f"head is {head}, not {expected_head}", head=head)
             for message_id in range(head - 1, max(new_head, 0) - 1, -1):
-                _fs._unlink_quietly(mfd, _message_name(message_id))
+                _fs._unlink_quietly(mfd, message_name(message_id))
             if self.durable:
                 _fs.fsync_dir(mfd)
         finally:
@@ -376,19 +385,12 @@ class FileSessionRepository(FileTree, SessionRepository):
 
     # -- multi-agent records ------------------------------------------------------------------
 
-    def _multi_parts(self, session_id: str, multi_agent_id: str) -> list[str]:
-        return [
-            *self._session_parts(session_id),
-            "multi_agents",
-            f"multi_agent_{validate_id(multi_agent_id, 'multi_agent_id')}",
-        ]
-
     def _create_multi(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
         sfd = self._open_session(session_id)
         try:
             fd = _fs.open_dir(
                 sfd,
-                self._multi_parts(session_id, record.multi_agent_id)[1:],
+                multi_agent_parts(session_id, record.multi_agent_id)[1:],
                 create=True,
                 root=self._where(f"session_{session_id}"),
             )
@@ -406,7 +408,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         return await self._run(self._create_multi, session_id, record)
 
     def _read_multi(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
-        parts = self._multi_parts(session_id, multi_agent_id)
+        parts = multi_agent_parts(session_id, multi_agent_id)
         try:
             fd = self._open(parts, create=False)
         except FileNotFoundError:
@@ -448,7 +450,7 @@ class FileSessionRepository(FileTree, SessionRepository):
 
     def _update_multi(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
         os.close(self._open_session(session_id))  # raises SessionNotFoundError
-        parts = self._multi_parts(session_id, record.multi_agent_id)
+        parts = multi_agent_parts(session_id, record.multi_agent_id)
         try:
             fd = self._open(parts, create=False)
         except FileNotFoundError:

@@ -24,6 +24,9 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from typing_extensions import Self
 
 from mooring.errors import missing_extra
 
@@ -46,8 +49,8 @@ from mooring.errors import (
     SessionNotFoundError,
     StorageUnavailableError,
 )
-from mooring.session import _sql
-from mooring.session._migrations import migrate_postgres
+from mooring.session.backends.sql import base as _sql
+from mooring.session.backends.sql.migrations import migrate_postgres
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
@@ -59,6 +62,7 @@ from mooring.session.records import (
     version_conflict,
 )
 from mooring.session.repository import Lease
+from mooring.session.url import query_options, without_query
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,16 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
     cannot be reached, operations raise ``StorageUnavailableError`` with the cause chained.
     The schema and its tables are created on first use (see :mod:`._migrations`).
     """
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """A libpq URL; ``?schema=name`` picks the schema, other parameters go to libpq."""
+        options = query_options(url)
+        schema = options.pop("schema", None)
+        dsn = without_query(url)
+        if options:
+            dsn += "?" + urlencode(options)
+        return cls(dsn, **({"schema": schema} if schema else {}))
 
     def __init__(
         self,

@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 from mooring._ids import validate_id
 from mooring._threads import run_blocking
 from mooring.errors import SessionNotFoundError, StorageUnavailableError
-from mooring.session import _fs
+from mooring.session._layout import agent_parts, encode, session_parts
+from mooring.session.backends.file import _fs
 
 T = TypeVar("T")
 
@@ -98,15 +99,8 @@ class FileTree:
     def _where(self, *parts: str) -> str:
         return str(self.storage_dir.joinpath(*parts))
 
-    @staticmethod
-    def _session_parts(session_id: str) -> list[str]:
-        return [f"session_{validate_id(session_id, 'session_id')}"]
-
-    def _agent_parts(self, session_id: str, agent_id: str) -> list[str]:
-        return [*self._session_parts(session_id), "agents", f"agent_{validate_id(agent_id, 'agent_id')}"]
-
     def _open_session(self, session_id: str) -> int:
-        parts = self._session_parts(session_id)
+        parts = session_parts(session_id)
         try:
             fd = self._open(parts, create=False)
         except FileNotFoundError:
@@ -118,7 +112,7 @@ class FileTree:
 
     def _open_agent(self, session_id: str, agent_id: str, sub: Sequence[str] = ()) -> int:
         try:
-            return self._open([*self._agent_parts(session_id, agent_id), *sub], create=False)
+            return self._open([*agent_parts(session_id, agent_id), *sub], create=False)
         except FileNotFoundError:
             pass  # find out what is missing, and create ``sub``
         sfd = self._open_session(session_id)
@@ -127,7 +121,7 @@ class FileTree:
                 sfd,
                 ["agents", f"agent_{validate_id(agent_id, 'agent_id')}"],
                 create=False,
-                root=self._where(*self._session_parts(session_id)),
+                root=self._where(*session_parts(session_id)),
             )
         except FileNotFoundError:
             raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}") from None
@@ -136,19 +130,19 @@ class FileTree:
         if not sub:
             return afd
         try:
-            return _fs.open_dir(afd, sub, create=True, root=self._where(*self._agent_parts(session_id, agent_id)))
+            return _fs.open_dir(afd, sub, create=True, root=self._where(*agent_parts(session_id, agent_id)))
         finally:
             os.close(afd)
 
     def _publish_new(self, dfd: int, name: str, data: dict[str, Any]) -> bool:
-        temp = _fs.write_temp(dfd, _fs.encode(data), self.durable)
+        temp = _fs.write_temp(dfd, encode(data), self.durable)
         taken = not _fs.publish_new(dfd, temp, name)
         if not taken and self.durable:
             _fs.fsync_dir(dfd)
         return not taken
 
     def _publish_replace(self, dfd: int, name: str, data: dict[str, Any]) -> None:
-        temp = _fs.write_temp(dfd, _fs.encode(data), self.durable)
+        temp = _fs.write_temp(dfd, encode(data), self.durable)
         _fs.publish_replace(dfd, temp, name)
         if self.durable:
             _fs.fsync_dir(dfd)
@@ -156,7 +150,7 @@ class FileTree:
     def _lock_file(self, session_id: str, name: str) -> int:
         """Open (creating) the lock file ``name`` of a session. Lock files are never removed
         while the session exists: unlinking a held flock file would let two holders in."""
-        lfd = self._open([LOCK_DIR, *self._session_parts(session_id)], create=True)
+        lfd = self._open([LOCK_DIR, *session_parts(session_id)], create=True)
         try:
             return os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _fs.FILE_MODE, dir_fd=lfd)
         finally:

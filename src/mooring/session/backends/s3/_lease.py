@@ -26,8 +26,8 @@ import time
 import uuid
 
 from mooring.errors import LeaseLostError
-from mooring.session._fs import encode
-from mooring.session._s3_io import NotFound, PreconditionFailed, S3Io, S3Object
+from mooring.session._layout import encode
+from mooring.session.backends.s3._io import NotFound, PreconditionFailed, S3Io, S3Object
 from mooring.session.records import FORMAT_VERSION, MOORING_KEY
 from mooring.session.repository import Lease
 

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from typing_extensions import Self
+
 from mooring._ids import validate_id
 from mooring.errors import ConflictError, LeaseLostError, LeaseTimeoutError, SessionNotFoundError
 from mooring.session.records import (
@@ -20,10 +22,10 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     now_iso,
+    page_sessions,
     version_conflict,
 )
-from mooring.session.repository import Lease, SessionRepository
-from mooring.session.util import page_sessions
+from mooring.session.repository import Capability, Lease, SessionRepository
 
 
 @dataclass
@@ -42,12 +44,17 @@ class _Session:
 class InMemorySessionRepository(SessionRepository):
     """Keeps everything in process memory; safe to share between threads and event loops."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"lease_expiry"})
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({"lease_expiry"})
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._sessions: dict[str, _Session] = {}
         self._leases: dict[tuple[str, str], tuple[str, float]] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """``memory:``: a fresh, empty store private to this object."""
+        return cls()
 
     def _session(self, session_id: str) -> _Session:
         found = self._sessions.get(session_id)

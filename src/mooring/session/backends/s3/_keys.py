@@ -10,15 +10,36 @@ from typing import Any, TypeVar
 from mooring._ids import validate_id
 from mooring._threads import run_blocking
 from mooring.errors import ConflictError, CorruptRecordError, SessionNotFoundError
-from mooring.session._fs import encode
-from mooring.session._s3_io import NotFound, PreconditionFailed, S3Io, S3Object
+from mooring.session._head import gallop_down, gallop_up
+from mooring.session._layout import encode
+from mooring.session.backends.s3._io import NotFound, PreconditionFailed, S3Io, S3Object
 from mooring.session.records import MultiAgentRecord, version_conflict
 
 T = TypeVar("T")
 
 
+# Listing would cost one request per 1,000 keys of history and cannot start at an offset (ids
+# are not zero-padded, so key order is not numeric order); probing by name costs 2 requests
+# when the hint is right and about 2·log2(distance) when it is not.
+def find_head(io: S3Io, key_of: Callable[[int], str], hint: int | None) -> int:
+    """The first missing id, probing ``hint`` (absent) and ``hint - 1`` (present) first."""
+
+    def has(i: int) -> bool:
+        return io.exists(key_of(i))
+
+    start = max(hint or 0, 0)
+    if start == 0:
+        return gallop_up(has, 0) if has(0) else 0
+    below, at = io.map(has, [start - 1, start])
+    if at:
+        return gallop_up(has, start)
+    if below:
+        return start
+    return gallop_down(has, start - 1)
+
+
 class S3KeyedStore:
-    """Base of :class:`mooring.session.s3.S3SessionRepository`; its ``__init__`` sets these."""
+    """Base of :class:`mooring.session.backends.s3.repository.S3SessionRepository`; its ``__init__`` sets these."""
 
     _io: S3Io
     _base: str

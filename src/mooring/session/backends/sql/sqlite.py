@@ -26,6 +26,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from typing_extensions import Self
 
 from mooring._ids import validate_id
 from mooring.errors import (
@@ -36,8 +39,8 @@ from mooring.errors import (
     SessionNotFoundError,
     StorageUnavailableError,
 )
-from mooring.session import _sql
-from mooring.session._migrations import migrate_sqlite
+from mooring.session.backends.sql import base as _sql
+from mooring.session.backends.sql.migrations import migrate_sqlite
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
@@ -49,6 +52,7 @@ from mooring.session.records import (
     version_conflict,
 )
 from mooring.session.repository import Lease
+from mooring.session.url import default_storage_dir, query_options
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +95,21 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
     acknowledged write survive a power loss; ``"none"`` (``synchronous=NORMAL``) may lose
     the last transactions on power loss but never corrupts the database.
     """
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """``sqlite:///abs/path.db`` (absolute) or ``sqlite:rel.db`` (relative), as for ``file:``;
+        ``?busy_timeout=5&durability=none`` set the options."""
+        parts = urlsplit(url)
+        path = unquote(parts.netloc + parts.path)
+        if path.startswith("//"):
+            path = "/" + path.lstrip("/")
+        if not path:
+            raise ConfigurationError(f"sqlite URL {url!r} names no database file (sqlite:///path/to.db)")
+        options = query_options(url)
+        if "busy_timeout" in options:
+            options["busy_timeout"] = float(options["busy_timeout"])
+        return cls(path, **options)
 
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0, durability: Durability = "fsync"
@@ -533,8 +552,6 @@ class SQLiteSessionManager(RepositorySessionManager):
     ) -> None:
         validate_id(session_id, "session_id")
         if path is None:
-            from mooring.session.file import default_storage_dir
-
             path = default_storage_dir().parent / "sessions.db"
         repository = SQLiteSessionRepository(path, busy_timeout=busy_timeout, durability=durability)
         self.path = repository.path

@@ -15,8 +15,11 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from typing_extensions import ParamSpec
+
+P = ParamSpec("P")
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -42,8 +45,8 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-async def run_blocking(func: Callable[..., T], *args: Any) -> T:
-    """Run ``func(*args)`` in the shared pool (context variables included) and await it."""
+async def run_blocking(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``func(*args, **kwargs)`` in the shared pool (context variables included) and await it."""
     loop = asyncio.get_running_loop()
-    call = functools.partial(contextvars.copy_context().run, func, *args)
+    call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
     return await loop.run_in_executor(_executor(), call)

@@ -366,7 +366,8 @@ def test_postgres_never_creates_server_side_prepared_statements(pg_schema: str) 
 
     try:
         asyncio.run(many_turns())
-        prepared = repo._call(lambda conn: conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0])
+        with repo._connection() as conn:
+            prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
         assert prepared == 0
     finally:
         asyncio.run(repo.close())

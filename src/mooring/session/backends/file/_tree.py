@@ -10,12 +10,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from typing_extensions import ParamSpec
+
 from mooring._ids import validate_id
-from mooring._threads import run_blocking
 from mooring.errors import SessionNotFoundError, StorageUnavailableError
 from mooring.session._layout import agent_parts, encode, session_parts
 from mooring.session.backends.file import _fs
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 # Lock files live outside the session tree, so the tree stays exactly the Strands layout.
@@ -36,19 +38,9 @@ class FileTree:
         except OSError as exc:
             raise StorageUnavailableError(f"cannot create storage directory {self.storage_dir}: {exc}") from exc
 
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        # Anything that may fsync, or read many files, runs off the event loop.
-        return await run_blocking(self._guard, func, *args)
-
-    async def _small(self, func: Callable[..., T], *args: Any) -> T:
-        # A handful of syscalls on local files (a stat, one small read, a flock attempt) costs
-        # microseconds, less than handing it to a worker thread and back; run it in place. So
-        # do writes when nothing is fsynced.
-        return self._guard(func, *args)
-
-    def _guard(self, func: Callable[..., T], *args: Any) -> T:
+    def _guard(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         except (FileNotFoundError, NotADirectoryError):
             raise
         except OSError as exc:

@@ -16,14 +16,11 @@ dies. No symlink is followed anywhere under ``storage_dir``.
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import os
 import shutil
 import stat
-import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -35,11 +32,11 @@ from mooring._json import BYTES_MARKER
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
-    LeaseTimeoutError,
     SessionNotFoundError,
 )
 from mooring.session._head import find_head
-from mooring.session._layout import agent_parts, encode, message_name, multi_agent_parts, session_parts
+from mooring.session._layout import agent_name, agent_parts, encode, message_name, multi_agent_parts, session_parts
+from mooring.session._threaded import Operation, ThreadedRepository
 from mooring.session.backends.file import _fs
 from mooring.session.backends.file._tree import LOCK_DIR, FileTree
 from mooring.session.records import (
@@ -52,7 +49,7 @@ from mooring.session.records import (
     page_sessions,
     version_conflict,
 )
-from mooring.session.repository import Capability, Lease, SessionRepository
+from mooring.session.repository import Capability, Lease
 from mooring.session.url import default_storage_dir, query_options, without_query
 
 T = TypeVar("T")
@@ -60,10 +57,15 @@ Durability = Literal["fsync", "none"]
 
 # Lock files live outside the session tree, so the tree stays exactly the Strands layout.
 BYTES_MARKER_RAW = BYTES_MARKER.encode()
-_SMALL_READ = 8  # message reads up to this many records run in place (see _small)
+_SMALL_READ = 8  # message reads up to this many records run in place (see _runs_inline)
+_ALWAYS_INLINE: frozenset[Operation] = frozenset(
+    {"read_session", "read_agent", "message_head", "read_multi_agent", "acquire_lease", "renew_lease", "release_lease"}
+)
+_READS: frozenset[Operation] = frozenset({"read_messages", "read_window"})
+_WRITES: frozenset[Operation] = frozenset({"update_agent", "append_messages", "update_message"})
 
 
-class FileSessionRepository(FileTree, SessionRepository):
+class FileSessionRepository(FileTree, ThreadedRepository):
     """Sessions as a directory tree, compatible with Strands' FileSessionManager.
 
     ``durability="fsync"`` (the default) makes every acknowledged write survive a power loss;
@@ -94,6 +96,16 @@ class FileSessionRepository(FileTree, SessionRepository):
     def describe(self) -> str:
         return f"file:{self.storage_dir}"
 
+    def _runs_inline(self, op: Operation, size: int) -> bool:
+        # A handful of syscalls on local files (a stat, one small read, a flock attempt) costs
+        # microseconds, less than handing it to a worker thread and back; so do writes when
+        # nothing is fsynced. Anything that may fsync, or read many files, runs off the loop.
+        if op in _ALWAYS_INLINE:
+            return True
+        if op in _READS:
+            return 0 <= size <= _SMALL_READ
+        return not self.durable and op in _WRITES
+
     # -- sessions -----------------------------------------------------------------------------
 
     def _create_session(self, session: SessionRecord) -> SessionRecord:
@@ -107,9 +119,6 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(fd)
 
-    async def create_session(self, session: SessionRecord) -> SessionRecord:
-        return await self._run(self._create_session, session)
-
     def _read_session(self, session_id: str) -> SessionRecord | None:
         parts = session_parts(session_id)
         try:
@@ -122,10 +131,7 @@ class FileSessionRepository(FileTree, SessionRepository):
             os.close(fd)
         return None if data is None else SessionRecord.from_dict(data, self._where(*parts, "session.json"))
 
-    async def read_session(self, session_id: str) -> SessionRecord | None:
-        return await self._small(self._read_session, session_id)
-
-    def _list_sessions(self) -> list[SessionRecord]:
+    def _all_sessions(self) -> list[SessionRecord]:
         records = []
         with os.scandir(self.storage_dir) as entries:
             for entry in entries:
@@ -139,9 +145,8 @@ class FileSessionRepository(FileTree, SessionRepository):
                     records.append(record)
         return records
 
-    async def list_sessions(self, *, cursor: str | None = None, limit: int = 100) -> SessionPage:
-        records = await self._run(self._list_sessions)
-        return page_sessions(records, cursor=cursor, limit=limit)
+    def _list_sessions(self, cursor: str | None, limit: int) -> SessionPage:
+        return page_sessions(self._all_sessions(), cursor=cursor, limit=limit)
 
     def _delete_session(self, session_id: str) -> bool:
         name = session_parts(session_id)[0]
@@ -162,9 +167,6 @@ class FileSessionRepository(FileTree, SessionRepository):
         shutil.rmtree(self.storage_dir / LOCK_DIR / name, ignore_errors=True)
         return True
 
-    async def delete_session(self, session_id: str) -> bool:
-        return await self._run(self._delete_session, session_id)
-
     # -- agents -------------------------------------------------------------------------------
 
     def _list_agents(self, session_id: str) -> list[str]:
@@ -181,9 +183,6 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(fd)
         return sorted(n[len("agent_") :] for n in names if n.startswith("agent_"))
-
-    async def list_agents(self, session_id: str) -> list[str]:
-        return await self._run(self._list_agents, session_id)
 
     def _create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
         validate_id(agent.agent_id, "agent_id")
@@ -207,9 +206,6 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(afd)
 
-    async def create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
-        return await self._run(self._create_agent, session_id, agent)
-
     def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
         parts = agent_parts(session_id, agent_id)
         try:
@@ -221,9 +217,6 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(fd)
         return None if data is None else AgentRecord.from_dict(data, self._where(*parts, "agent.json"))
-
-    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
-        return await self._small(self._read_agent, session_id, agent_id)
 
     def _update_agent(self, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:
         afd = self._open_agent(session_id, agent.agent_id)
@@ -246,14 +239,9 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(afd)
 
-    async def update_agent(self, session_id: str, agent: AgentRecord, *, expected_version: int) -> AgentRecord:
-        return await (self._run if self.durable else self._small)(
-            self._update_agent, session_id, agent, expected_version
-        )
-
     # -- messages -----------------------------------------------------------------------------
 
-    def _append(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
+    def _append_messages(self, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
         mfd = self._open_agent(session_id, agent_id, ["messages"])
         try:
             if not messages:
@@ -293,9 +281,6 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(mfd)
 
-    async def append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
-        return await (self._run if self.durable else self._small)(self._append, session_id, agent_id, list(messages))
-
     def _head(self, mfd: int, hint: int | None) -> int:
         return find_head(lambda i: _fs.exists(mfd, message_name(i)), hint)
 
@@ -308,9 +293,6 @@ class FileSessionRepository(FileTree, SessionRepository):
             return self._head(mfd, hint)
         finally:
             os.close(mfd)
-
-    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
-        return await self._small(self._message_head, session_id, agent_id, hint)
 
     def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
         parts = [*agent_parts(session_id, agent_id), "messages"]
@@ -338,12 +320,6 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(mfd)
 
-    async def read_messages(
-        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
-    ) -> list[MessageRecord]:
-        small = end is not None and end - start <= _SMALL_READ
-        return await (self._small if small else self._run)(self._read_messages, session_id, agent_id, start, end)
-
     def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         mfd = self._open_agent(session_id, agent_id, ["messages"])
         try:
@@ -364,10 +340,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(mfd)
 
-    async def update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
-        await (self._run if self.durable else self._small)(self._update_message, session_id, agent_id, message)
-
-    def _truncate(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
+    def _truncate_messages(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
         mfd = self._open_agent(session_id, agent_id, ["messages"])
         try:
             head = self._head(mfd, expected_head)
@@ -380,12 +353,9 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(mfd)
 
-    async def truncate_messages(self, session_id: str, agent_id: str, new_head: int, *, expected_head: int) -> None:
-        await self._run(self._truncate, session_id, agent_id, new_head, expected_head)
-
     # -- multi-agent records ------------------------------------------------------------------
 
-    def _create_multi(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+    def _create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
         sfd = self._open_session(session_id)
         try:
             fd = _fs.open_dir(
@@ -404,10 +374,7 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(fd)
 
-    async def create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
-        return await self._run(self._create_multi, session_id, record)
-
-    def _read_multi(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+    def _read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
         parts = multi_agent_parts(session_id, multi_agent_id)
         try:
             fd = self._open(parts, create=False)
@@ -419,10 +386,7 @@ class FileSessionRepository(FileTree, SessionRepository):
             os.close(fd)
         return None if data is None else MultiAgentRecord.from_dict(data, self._where(*parts, "multi_agent.json"))
 
-    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
-        return await self._small(self._read_multi, session_id, multi_agent_id)
-
-    def _list_multi(self, session_id: str) -> list[str]:
+    def _list_multi_agents(self, session_id: str) -> list[str]:
         fd = self._open_session(session_id)
         try:
             try:
@@ -445,10 +409,7 @@ class FileSessionRepository(FileTree, SessionRepository):
             return False
         return stat.S_ISREG(st.st_mode)
 
-    async def list_multi_agents(self, session_id: str) -> list[str]:
-        return await self._run(self._list_multi, session_id)
-
-    def _update_multi(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
+    def _update_multi_agent(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
         os.close(self._open_session(session_id))  # raises SessionNotFoundError
         parts = multi_agent_parts(session_id, record.multi_agent_id)
         try:
@@ -472,47 +433,25 @@ class FileSessionRepository(FileTree, SessionRepository):
         finally:
             os.close(fd)
 
-    async def update_multi_agent(
-        self, session_id: str, record: MultiAgentRecord, *, expected_version: int
-    ) -> MultiAgentRecord:
-        return await self._run(self._update_multi, session_id, record, expected_version)
-
     # -- leases -------------------------------------------------------------------------------
 
-    def _open_lease_file(self, session_id: str, agent_id: str) -> int:
+    def _try_lease(self, session_id: str, agent_id: str, ttl: float) -> Lease | None:
         os.close(self._open_session(session_id))  # raises SessionNotFoundError
-        return self._lock_file(session_id, f"agent_{validate_id(agent_id, 'agent_id')}.lease")
-
-    @staticmethod
-    def _try_flock(fd: int) -> bool:
+        fd = self._lock_file(session_id, f"{agent_name(agent_id)}.lease")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
         except BlockingIOError:
-            return False
-
-    async def acquire_lease(self, session_id: str, agent_id: str, *, ttl: float, wait: float) -> Lease:
-        fd = await self._small(self._open_lease_file, session_id, agent_id)
-        deadline = time.monotonic() + max(wait, 0.0)
-        delay = 0.001
-        try:
-            while not self._try_flock(fd):
-                if time.monotonic() >= deadline:
-                    raise LeaseTimeoutError(
-                        f"session {session_id!r}, agent {agent_id!r} is busy: another invocation holds its "
-                        f"lease (waited {wait:g}s)"
-                    )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.02)
+            os.close(fd)
+            return None
         except BaseException:
             os.close(fd)
             raise
         return Lease(session_id=session_id, agent_id=agent_id, token=uuid.uuid4().hex, expires_at=None, handle=fd)
 
-    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+    def _renew_lease(self, lease: Lease, ttl: float) -> Lease:
         return lease  # the kernel holds a flock until release or process death: nothing expires
 
-    async def release_lease(self, lease: Lease) -> None:
+    def _release_lease(self, lease: Lease) -> None:
         fd = lease.handle
         if isinstance(fd, int) and fd >= 0:
             lease.handle = None

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
-import time
 import uuid
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar, Concatenate, Generic, TypeVar
 
-from mooring._ids import validate_id
+from typing_extensions import ParamSpec
+
 from mooring._json import BYTES_MARKER
-from mooring._threads import run_blocking
-from mooring.errors import ConfigurationError, ConflictError, CorruptRecordError, LeaseTimeoutError
+from mooring.errors import ConflictError, CorruptRecordError
+from mooring.session._threaded import ThreadedRepository
 from mooring.session.records import (
     AgentRecord,
     MessageRecord,
@@ -23,8 +24,9 @@ from mooring.session.records import (
     decode_cursor,
     encode_cursor,
 )
-from mooring.session.repository import Capability, Lease, SessionRepository
+from mooring.session.repository import Capability
 
+P = ParamSpec("P")
 T = TypeVar("T")
 C = TypeVar("C")
 
@@ -104,10 +106,8 @@ def check_append(session_id: str, agent_id: str, messages: Sequence[MessageRecor
             )
 
 
-def page_bounds(cursor: str | None, limit: int) -> tuple[str, str] | None:
-    """Validate listing arguments before any I/O; the keyset position after ``cursor``."""
-    if limit < 1:
-        raise ConfigurationError(f"limit must be at least 1, got {limit}")
+def page_after(cursor: str | None) -> tuple[str, str] | None:
+    """The keyset position (created_at, session_id) a listing continues after."""
     return decode_cursor(cursor) if cursor is not None else None
 
 
@@ -122,190 +122,41 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
-async def acquire_with_wait(
-    try_once: Callable[[], Awaitable[Lease | None]], session_id: str, agent_id: str, wait: float
-) -> Lease:
-    """Poll ``try_once`` with backoff until it returns a lease or ``wait`` seconds pass."""
-    deadline = time.monotonic() + max(wait, 0.0)
-    delay = 0.005
-    while True:
-        lease = await try_once()
-        if lease is not None:
-            return lease
-        if time.monotonic() >= deadline:
-            raise LeaseTimeoutError(
-                f"session {session_id!r}, agent {agent_id!r} is busy: another invocation holds its lease "
-                f"(waited {wait:g}s)"
-            )
-        await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
-        delay = min(delay * 2, 0.1)
+S = TypeVar("S", bound="SQLRepository[Any]")
 
 
-class ThreadedSQLRepository(SessionRepository, Generic[C]):
-    """The async contract on top of blocking per-operation methods that take a connection ``C``.
+def lends_connection(method: Callable[Concatenate[S, Any, P], T]) -> Callable[Concatenate[S, P], T]:
+    """Turn ``def _op(self, conn, ...)`` into the primitive ``_op(self, ...)``, which borrows a
+    connection from :meth:`SQLRepository._connection` for the call."""
 
-    Each public method validates its ids before any I/O, then runs the matching private
-    method in a worker thread through ``_call``, which lends it a connection and maps driver
-    errors. Worker threads keep blocking drivers off the event loop and make the repository
-    usable from any loop, since no connection is tied to one. Backends implement only the
-    private methods.
+    @functools.wraps(method)
+    def primitive(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._connection() as conn:
+            return method(self, conn, *args, **kwargs)
+
+    return primitive
+
+
+class SQLRepository(ThreadedRepository, Generic[C]):
+    """The threaded contract for SQL drivers whose operations take a connection ``C``.
+
+    A backend implements :meth:`_connection` (lend a connection for one operation, migrate
+    the schema on first use, map driver errors) and the primitives of
+    :class:`~mooring.session._threaded.ThreadedRepository`, each written as
+    ``@lends_connection def _op(self, conn, ...)``. No connection is tied to an event loop,
+    so the repository works from any loop.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"lease_expiry"})
 
     @abstractmethod
-    def _call(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func(connection, *args)`` with a connection; map driver errors."""
-
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        return await run_blocking(self._call, func, *args)
-
-    # -- what a backend implements (blocking, given a connection) -------------------------------
+    def _connection(self) -> AbstractContextManager[C]:
+        """A connection for one operation, returned (or discarded, if broken) afterwards."""
 
     @abstractmethod
-    def _create_session(self, conn: C, session: SessionRecord) -> SessionRecord: ...
-    @abstractmethod
-    def _read_session(self, conn: C, session_id: str) -> SessionRecord | None: ...
-    @abstractmethod
-    def _list_sessions(self, conn: C, after: tuple[str, str] | None, limit: int) -> SessionPage: ...
-    @abstractmethod
-    def _delete_session(self, conn: C, session_id: str) -> bool: ...
-    @abstractmethod
-    def _list_agents(self, conn: C, session_id: str) -> list[str]: ...
-    @abstractmethod
-    def _list_multi(self, conn: C, session_id: str) -> list[str]: ...
-    @abstractmethod
-    def _create_agent(self, conn: C, session_id: str, agent: AgentRecord) -> AgentRecord: ...
-    @abstractmethod
-    def _read_agent(self, conn: C, session_id: str, agent_id: str) -> AgentRecord | None: ...
-    @abstractmethod
-    def _update_agent(self, conn: C, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord: ...
-    @abstractmethod
-    def _append(self, conn: C, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int: ...
-    @abstractmethod
-    def _read_messages(
-        self, conn: C, session_id: str, agent_id: str, start: int, end: int | None
-    ) -> list[MessageRecord]: ...
-    @abstractmethod
-    def _head(self, conn: C, session_id: str, agent_id: str) -> int: ...
-    @abstractmethod
-    def _update_message(self, conn: C, session_id: str, agent_id: str, message: MessageRecord) -> None: ...
-    @abstractmethod
-    def _truncate(self, conn: C, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None: ...
-    @abstractmethod
-    def _create_multi(self, conn: C, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord: ...
-    @abstractmethod
-    def _read_multi(self, conn: C, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None: ...
-    @abstractmethod
-    def _update_multi(
-        self, conn: C, session_id: str, record: MultiAgentRecord, expected_version: int
-    ) -> MultiAgentRecord: ...
-    @abstractmethod
-    def _try_lease(self, conn: C, session_id: str, agent_id: str, ttl: float) -> Lease | None:
-        """Take the lease if it is free or expired; None if someone else holds it."""
+    def _head(self, conn: C, session_id: str, agent_id: str) -> int:
+        """The next free message id (one past the highest stored)."""
 
-    @abstractmethod
-    def _renew(self, conn: C, lease: Lease, ttl: float) -> Lease: ...
-    @abstractmethod
-    def _release(self, conn: C, lease: Lease) -> None: ...
-
-    # -- the contract -----------------------------------------------------------------------------
-
-    async def create_session(self, session: SessionRecord) -> SessionRecord:
-        validate_id(session.session_id, "session_id")
-        return await self._run(self._create_session, session)
-
-    async def read_session(self, session_id: str) -> SessionRecord | None:
-        validate_id(session_id, "session_id")
-        return await self._run(self._read_session, session_id)
-
-    async def list_sessions(self, *, cursor: str | None = None, limit: int = 100) -> SessionPage:
-        after = page_bounds(cursor, limit)
-        return await self._run(self._list_sessions, after, limit)
-
-    async def delete_session(self, session_id: str) -> bool:
-        validate_id(session_id, "session_id")
-        return await self._run(self._delete_session, session_id)
-
-    async def list_agents(self, session_id: str) -> list[str]:
-        validate_id(session_id, "session_id")
-        return await self._run(self._list_agents, session_id)
-
-    async def list_multi_agents(self, session_id: str) -> list[str]:
-        validate_id(session_id, "session_id")
-        return await self._run(self._list_multi, session_id)
-
-    async def create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(agent.agent_id, "agent_id")
-        return await self._run(self._create_agent, session_id, agent)
-
-    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._read_agent, session_id, agent_id)
-
-    async def update_agent(self, session_id: str, agent: AgentRecord, *, expected_version: int) -> AgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(agent.agent_id, "agent_id")
-        return await self._run(self._update_agent, session_id, agent, expected_version)
-
-    async def append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._append, session_id, agent_id, list(messages))
-
-    async def read_messages(
-        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
-    ) -> list[MessageRecord]:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._read_messages, session_id, agent_id, start, end)
-
-    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
-        # An index seek on (session, agent, max id) is as cheap as verifying the hint would be.
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._head, session_id, agent_id)
-
-    async def update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        await self._run(self._update_message, session_id, agent_id, message)
-
-    async def truncate_messages(self, session_id: str, agent_id: str, new_head: int, *, expected_head: int) -> None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        await self._run(self._truncate, session_id, agent_id, new_head, expected_head)
-
-    async def create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(record.multi_agent_id, "multi_agent_id")
-        return await self._run(self._create_multi, session_id, record)
-
-    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
-        validate_id(session_id, "session_id")
-        validate_id(multi_agent_id, "multi_agent_id")
-        return await self._run(self._read_multi, session_id, multi_agent_id)
-
-    async def update_multi_agent(
-        self, session_id: str, record: MultiAgentRecord, *, expected_version: int
-    ) -> MultiAgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(record.multi_agent_id, "multi_agent_id")
-        return await self._run(self._update_multi, session_id, record, expected_version)
-
-    async def acquire_lease(self, session_id: str, agent_id: str, *, ttl: float, wait: float) -> Lease:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-
-        async def try_once() -> Lease | None:
-            return await self._run(self._try_lease, session_id, agent_id, float(ttl))
-
-        return await acquire_with_wait(try_once, session_id, agent_id, wait)
-
-    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
-        return await self._run(self._renew, lease, float(ttl))
-
-    async def release_lease(self, lease: Lease) -> None:
-        await self._run(self._release, lease)
+    @lends_connection
+    def _message_head(self, conn: C, session_id: str, agent_id: str, hint: int | None) -> int:
+        return self._head(conn, session_id, agent_id)

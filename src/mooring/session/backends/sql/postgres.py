@@ -22,7 +22,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -72,7 +73,7 @@ Conn = psycopg.Connection[Any]
 _MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 
 
-class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
+class PostgresSessionRepository(_sql.SQLRepository[Conn]):
     """Sessions in PostgreSQL tables under one schema.
 
     Example::
@@ -184,7 +185,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             return exc
         return None
 
-    def _call(self, func: Callable[..., T], *args: Any) -> T:
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
         try:
             pool = self._get_pool()
             if not self._migrated:
@@ -194,7 +196,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
                     logger.debug("schema=<%s> | applied migrations %s", self.schema, applied)
                 self._migrated = True
             with pool.connection(timeout=self.timeout) as conn:
-                return func(conn, *args)
+                yield conn
         except MooringError:
             raise
         except PoolTimeout as exc:
@@ -236,6 +238,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
 
     # -- sessions -----------------------------------------------------------------------------
 
+    @_sql.lends_connection
     def _create_session(self, conn: Conn, session: SessionRecord) -> SessionRecord:
         row = conn.execute(
             self._q(
@@ -248,11 +251,14 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             raise ConflictError(f"session {session.session_id!r} already exists in {self.describe()}")
         return session
 
+    @_sql.lends_connection
     def _read_session(self, conn: Conn, session_id: str) -> SessionRecord | None:
         row = conn.execute(self._q("SELECT data FROM {s}.sessions WHERE session_id = %s"), (session_id,)).fetchone()
         return None if row is None else _sql.decode_session(row[0], _sql.session_where(self.describe(), session_id))
 
-    def _list_sessions(self, conn: Conn, after: tuple[str, str] | None, limit: int) -> SessionPage:
+    @_sql.lends_connection
+    def _list_sessions(self, conn: Conn, cursor: str | None, limit: int) -> SessionPage:
+        after = _sql.page_after(cursor)
         if after is None:
             rows = conn.execute(
                 self._q("SELECT session_id, data FROM {s}.sessions ORDER BY created_at DESC, session_id DESC LIMIT %s"),
@@ -269,6 +275,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
         records = [_sql.decode_session(data, _sql.session_where(self.describe(), sid)) for sid, data in rows]
         return _sql.make_page(records, limit)
 
+    @_sql.lends_connection
     def _delete_session(self, conn: Conn, session_id: str) -> bool:
         with conn.transaction():
             found = (
@@ -284,6 +291,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
 
     # -- agents -------------------------------------------------------------------------------
 
+    @_sql.lends_connection
     def _list_agents(self, conn: Conn, session_id: str) -> list[str]:
         with conn.transaction():
             self._require_session(conn, session_id)
@@ -292,7 +300,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             ).fetchall()
         return sorted(str(r[0]) for r in rows)
 
-    def _list_multi(self, conn: Conn, session_id: str) -> list[str]:
+    @_sql.lends_connection
+    def _list_multi_agents(self, conn: Conn, session_id: str) -> list[str]:
         with conn.transaction():
             self._require_session(conn, session_id)
             rows = conn.execute(
@@ -300,6 +309,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             ).fetchall()
         return sorted(str(r[0]) for r in rows)
 
+    @_sql.lends_connection
     def _create_agent(self, conn: Conn, session_id: str, agent: AgentRecord) -> AgentRecord:
         stored = agent.copy()
         stored.version = 1
@@ -316,6 +326,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
                 raise ConflictError(f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=1)
         return stored
 
+    @_sql.lends_connection
     def _read_agent(self, conn: Conn, session_id: str, agent_id: str) -> AgentRecord | None:
         row = conn.execute(
             self._q("SELECT version, data FROM {s}.agents WHERE session_id = %s AND agent_id = %s"),
@@ -325,6 +336,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             return None
         return _sql.decode_agent(row[1], row[0], _sql.agent_where(self.describe(), session_id, agent_id))
 
+    @_sql.lends_connection
     def _update_agent(self, conn: Conn, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:
         with conn.transaction():
             row = conn.execute(
@@ -350,7 +362,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _append(self, conn: Conn, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
+    @_sql.lends_connection
+    def _append_messages(self, conn: Conn, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
         rows = [(session_id, agent_id, r.message_id, Jsonb(r.to_dict())) for r in messages]
         try:
             with conn.transaction():
@@ -380,6 +393,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
         )
         return new_head
 
+    @_sql.lends_connection
     def _read_messages(
         self, conn: Conn, session_id: str, agent_id: str, start: int, end: int | None
     ) -> list[MessageRecord]:
@@ -399,6 +413,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             _sql.decode_message(data, mid, _sql.message_where(store, session_id, agent_id, mid)) for mid, data in rows
         ]
 
+    @_sql.lends_connection
     def _update_message(self, conn: Conn, session_id: str, agent_id: str, message: MessageRecord) -> None:
         with conn.transaction():
             row = conn.execute(
@@ -428,7 +443,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
                 (Jsonb(record.to_dict()), session_id, agent_id, message.message_id),
             )
 
-    def _truncate(self, conn: Conn, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
+    @_sql.lends_connection
+    def _truncate_messages(self, conn: Conn, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
         with conn.transaction():
             self._lock_agent(conn, session_id, agent_id)
             head = self._head(conn, session_id, agent_id)
@@ -442,7 +458,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
 
     # -- multi-agent records ------------------------------------------------------------------
 
-    def _create_multi(self, conn: Conn, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+    @_sql.lends_connection
+    def _create_multi_agent(self, conn: Conn, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
         stored = record.first()
         with conn.transaction():
             self._require_session(conn, session_id, lock=True)
@@ -457,7 +474,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
                 raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1)
         return stored
 
-    def _read_multi(self, conn: Conn, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+    @_sql.lends_connection
+    def _read_multi_agent(self, conn: Conn, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
         row = conn.execute(
             self._q("SELECT version, data FROM {s}.multi_agents WHERE session_id = %s AND multi_agent_id = %s"),
             (session_id, multi_agent_id),
@@ -466,7 +484,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             return None
         return _sql.decode_multi(row[1], row[0], _sql.multi_where(self.describe(), session_id, multi_agent_id))
 
-    def _update_multi(
+    @_sql.lends_connection
+    def _update_multi_agent(
         self, conn: Conn, session_id: str, record: MultiAgentRecord, expected_version: int
     ) -> MultiAgentRecord:
         with conn.transaction():
@@ -493,6 +512,7 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
 
     # -- leases -------------------------------------------------------------------------------
 
+    @_sql.lends_connection
     def _try_lease(self, conn: Conn, session_id: str, agent_id: str, ttl: float) -> Lease | None:
         token = _sql.new_token()
         # One statement, atomic under concurrency: insert, or take over only an expired row.
@@ -511,7 +531,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             return None
         return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=time.time() + float(row[0]))
 
-    def _renew(self, conn: Conn, lease: Lease, ttl: float) -> Lease:
+    @_sql.lends_connection
+    def _renew_lease(self, conn: Conn, lease: Lease, ttl: float) -> Lease:
         row = conn.execute(
             self._q(
                 "UPDATE {s}.leases SET expires_at = now() + make_interval(secs => %s::float8) "
@@ -529,7 +550,8 @@ class PostgresSessionRepository(_sql.ThreadedSQLRepository[Conn]):
             expires_at=time.time() + float(row[0]),
         )
 
-    def _release(self, conn: Conn, lease: Lease) -> None:
+    @_sql.lends_connection
+    def _release_lease(self, conn: Conn, lease: Lease) -> None:
         # The token check keeps a holder whose lease was taken over from freeing the new holder.
         conn.execute(
             self._q("DELETE FROM {s}.leases WHERE session_id = %s AND agent_id = %s AND token = %s"),

@@ -22,7 +22,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -82,7 +82,7 @@ def _holder_is_dead(token: str) -> bool:
     return False
 
 
-class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
+class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
     """Sessions in one SQLite database file (WAL mode).
 
     Example::
@@ -181,7 +181,8 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
                 return
         conn.close()
 
-    def _call(self, func: Callable[..., T], *args: Any) -> T:
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
         conn: sqlite3.Connection | None = None
         try:
             conn = self._checkout()
@@ -190,7 +191,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
                 if applied:
                     logger.debug("path=<%s> | applied migrations %s", self.path, applied)
                 self._migrated = True
-            result = func(conn, *args)
+            yield conn
         except MooringError:
             self._finish(conn, healthy=True)
             raise
@@ -201,7 +202,6 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             self._finish(conn, healthy=False)
             raise
         self._finish(conn, healthy=True)
-        return result
 
     def _finish(self, conn: sqlite3.Connection | None, *, healthy: bool) -> None:
         if conn is None:
@@ -257,6 +257,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
 
     # -- sessions -----------------------------------------------------------------------------
 
+    @_sql.lends_connection
     def _create_session(self, conn: sqlite3.Connection, session: SessionRecord) -> SessionRecord:
         cursor = conn.execute(
             "INSERT INTO mooring_sessions (session_id, created_at, data) VALUES (?, ?, ?) "
@@ -267,11 +268,14 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             raise ConflictError(f"session {session.session_id!r} already exists in {self.describe()}")
         return session
 
+    @_sql.lends_connection
     def _read_session(self, conn: sqlite3.Connection, session_id: str) -> SessionRecord | None:
         row = conn.execute("SELECT data FROM mooring_sessions WHERE session_id = ?", (session_id,)).fetchone()
         return None if row is None else _sql.decode_session(row[0], _sql.session_where(self.describe(), session_id))
 
-    def _list_sessions(self, conn: sqlite3.Connection, after: tuple[str, str] | None, limit: int) -> SessionPage:
+    @_sql.lends_connection
+    def _list_sessions(self, conn: sqlite3.Connection, cursor: str | None, limit: int) -> SessionPage:
+        after = _sql.page_after(cursor)
         if after is None:
             rows = conn.execute(
                 "SELECT session_id, data FROM mooring_sessions ORDER BY created_at DESC, session_id DESC LIMIT ?",
@@ -286,6 +290,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
         records = [_sql.decode_session(data, _sql.session_where(self.describe(), sid)) for sid, data in rows]
         return _sql.make_page(records, limit)
 
+    @_sql.lends_connection
     def _delete_session(self, conn: sqlite3.Connection, session_id: str) -> bool:
         with self._write(conn):
             found = conn.execute("DELETE FROM mooring_sessions WHERE session_id = ?", (session_id,)).rowcount > 0
@@ -296,6 +301,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
 
     # -- agents -------------------------------------------------------------------------------
 
+    @_sql.lends_connection
     def _list_agents(self, conn: sqlite3.Connection, session_id: str) -> list[str]:
         conn.execute("BEGIN")  # one snapshot for both reads
         self._require_session(conn, session_id)
@@ -303,7 +309,8 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
         conn.execute("COMMIT")
         return sorted(str(r[0]) for r in rows)
 
-    def _list_multi(self, conn: sqlite3.Connection, session_id: str) -> list[str]:
+    @_sql.lends_connection
+    def _list_multi_agents(self, conn: sqlite3.Connection, session_id: str) -> list[str]:
         conn.execute("BEGIN")  # one snapshot for both reads
         self._require_session(conn, session_id)
         rows = conn.execute(
@@ -312,6 +319,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
         conn.execute("COMMIT")
         return sorted(str(r[0]) for r in rows)
 
+    @_sql.lends_connection
     def _create_agent(self, conn: sqlite3.Connection, session_id: str, agent: AgentRecord) -> AgentRecord:
         stored = agent.copy()
         stored.version = 1
@@ -326,6 +334,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
                 raise ConflictError(f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=1)
         return stored
 
+    @_sql.lends_connection
     def _read_agent(self, conn: sqlite3.Connection, session_id: str, agent_id: str) -> AgentRecord | None:
         row = conn.execute(
             "SELECT version, data FROM mooring_agents WHERE session_id = ? AND agent_id = ?", (session_id, agent_id)
@@ -334,6 +343,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             return None
         return _sql.decode_agent(row[1], row[0], _sql.agent_where(self.describe(), session_id, agent_id))
 
+    @_sql.lends_connection
     def _update_agent(
         self, conn: sqlite3.Connection, session_id: str, agent: AgentRecord, expected_version: int
     ) -> AgentRecord:
@@ -358,7 +368,10 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _append(self, conn: sqlite3.Connection, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
+    @_sql.lends_connection
+    def _append_messages(
+        self, conn: sqlite3.Connection, session_id: str, agent_id: str, messages: list[MessageRecord]
+    ) -> int:
         rows = [(session_id, agent_id, r.message_id, _sql.dump(r.to_dict())) for r in messages]
         with self._write(conn):
             self._require_agent(conn, session_id, agent_id)
@@ -373,6 +386,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
         )
         return new_head
 
+    @_sql.lends_connection
     def _read_messages(
         self, conn: sqlite3.Connection, session_id: str, agent_id: str, start: int, end: int | None
     ) -> list[MessageRecord]:
@@ -390,6 +404,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             _sql.decode_message(data, mid, _sql.message_where(store, session_id, agent_id, mid)) for mid, data in rows
         ]
 
+    @_sql.lends_connection
     def _update_message(self, conn: sqlite3.Connection, session_id: str, agent_id: str, message: MessageRecord) -> None:
         with self._write(conn):
             self._require_agent(conn, session_id, agent_id)
@@ -415,7 +430,8 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
                 (_sql.dump(record.to_dict()), session_id, agent_id, message.message_id),
             )
 
-    def _truncate(
+    @_sql.lends_connection
+    def _truncate_messages(
         self, conn: sqlite3.Connection, session_id: str, agent_id: str, new_head: int, expected_head: int
     ) -> None:
         with self._write(conn):
@@ -432,7 +448,10 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
 
     # -- multi-agent records ------------------------------------------------------------------
 
-    def _create_multi(self, conn: sqlite3.Connection, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+    @_sql.lends_connection
+    def _create_multi_agent(
+        self, conn: sqlite3.Connection, session_id: str, record: MultiAgentRecord
+    ) -> MultiAgentRecord:
         stored = record.first()
         with self._write(conn):
             self._require_session(conn, session_id)
@@ -445,7 +464,10 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
                 raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1)
         return stored
 
-    def _read_multi(self, conn: sqlite3.Connection, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+    @_sql.lends_connection
+    def _read_multi_agent(
+        self, conn: sqlite3.Connection, session_id: str, multi_agent_id: str
+    ) -> MultiAgentRecord | None:
         row = conn.execute(
             "SELECT version, data FROM mooring_multi_agents WHERE session_id = ? AND multi_agent_id = ?",
             (session_id, multi_agent_id),
@@ -454,7 +476,8 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             return None
         return _sql.decode_multi(row[1], row[0], _sql.multi_where(self.describe(), session_id, multi_agent_id))
 
-    def _update_multi(
+    @_sql.lends_connection
+    def _update_multi_agent(
         self, conn: sqlite3.Connection, session_id: str, record: MultiAgentRecord, expected_version: int
     ) -> MultiAgentRecord:
         with self._write(conn):
@@ -479,6 +502,7 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
     # whose holder process is gone (kill -9, a crash) is taken over at once instead of after
     # its expiry; a reused pid only makes us wait for the expiry, the safe direction.
 
+    @_sql.lends_connection
     def _try_lease(self, conn: sqlite3.Connection, session_id: str, agent_id: str, ttl: float) -> Lease | None:
         # One machine shares one clock, so time.time() is a sound expiry for a local file.
         with self._write(conn):
@@ -500,7 +524,8 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             )
         return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=now + ttl)
 
-    def _renew(self, conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
+    @_sql.lends_connection
+    def _renew_lease(self, conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
         expires = time.time() + ttl
         cursor = conn.execute(
             "UPDATE mooring_leases SET expires_at = ? WHERE session_id = ? AND agent_id = ? AND token = ?",
@@ -510,7 +535,8 @@ class SQLiteSessionRepository(_sql.ThreadedSQLRepository[sqlite3.Connection]):
             raise LeaseLostError(f"lease on session {lease.session_id!r}, agent {lease.agent_id!r} was lost")
         return Lease(session_id=lease.session_id, agent_id=lease.agent_id, token=lease.token, expires_at=expires)
 
-    def _release(self, conn: sqlite3.Connection, lease: Lease) -> None:
+    @_sql.lends_connection
+    def _release_lease(self, conn: sqlite3.Connection, lease: Lease) -> None:
         # The token check keeps a holder whose lease was taken over from freeing the new holder.
         conn.execute(
             "DELETE FROM mooring_leases WHERE session_id = ? AND agent_id = ? AND token = ?",

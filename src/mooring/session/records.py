@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -288,6 +289,17 @@ def page_sessions(records: list[SessionRecord], *, cursor: str | None, limit: in
     page = records[:limit]
     next_cursor = encode_cursor(page[-1]) if len(records) > limit else None
     return SessionPage(sessions=page, next_cursor=next_cursor)
+
+
+def check_append(session_id: str, agent_id: str, messages: Sequence[MessageRecord], head: int) -> None:
+    """``ConflictError(head=head)`` unless ``messages`` continue exactly at ``head``, densely."""
+    for offset, record in enumerate(messages):
+        if record.message_id != head + offset:
+            raise ConflictError(
+                f"message id {record.message_id} is not the next free id {head + offset} "
+                f"for agent {agent_id!r} in session {session_id!r}",
+                head=head,
+            )
 
 
 def version_conflict(what: str, stored: int, expected: int) -> ConflictError:

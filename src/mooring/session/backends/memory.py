@@ -21,6 +21,7 @@ from mooring.session.records import (
     MultiAgentRecord,
     SessionPage,
     SessionRecord,
+    check_append,
     now_iso,
     page_sessions,
     version_conflict,
@@ -135,13 +136,7 @@ class InMemorySessionRepository(SessionRepository):
             head = len(agent.messages)
             if not messages:
                 return head
-            for offset, record in enumerate(messages):
-                if record.message_id != head + offset:
-                    raise ConflictError(
-                        f"message id {record.message_id} is not the next free id {head + offset} "
-                        f"for agent {agent_id!r} in session {session_id!r}",
-                        head=head,
-                    )
+            check_append(session_id, agent_id, messages, head)
             agent.messages.extend(copy.deepcopy(list(messages)))
             return len(agent.messages)
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from mooring._threads import run_blocking
+from typing_extensions import ParamSpec
+
 from mooring.errors import CorruptRecordError, SessionNotFoundError, StorageUnavailableError, missing_extra
 from mooring.session.backends.redis._scripts import SessionKeys
 
@@ -18,6 +19,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("redis", "redis-py") from exc
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -64,13 +66,10 @@ class RedisPlumbing:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+    def _guard(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         # The sync client's pool is thread-safe and bound to no event loop.
-        return await run_blocking(self._guard, func, *args)
-
-    def _guard(self, func: Callable[..., T], *args: Any) -> T:
         try:
-            return func(*args)
+            return func(*args, **kwargs)
         except redis.RedisError as exc:
             raise StorageUnavailableError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
 
@@ -82,7 +81,7 @@ class RedisPlumbing:
         k = self._k(session_id)
         return [k.session, k.agent(agent_id), k.messages(agent_id)]
 
-    def _call(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> tuple[str, int]:
+    def _script(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> tuple[str, int]:
         status, number = script(keys=list(keys), args=list(args))
         return _text(status), int(number)
 

@@ -28,13 +28,10 @@ out of the index the next time it is listed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import random
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlencode
@@ -47,10 +44,10 @@ from mooring.errors import (
     ConflictError,
     CorruptRecordError,
     LeaseLostError,
-    LeaseTimeoutError,
     SessionNotFoundError,
     missing_extra,
 )
+from mooring.session._threaded import ThreadedRepository
 from mooring.session.backends.redis import _scripts as lua
 from mooring.session.backends.redis._client import DEFAULT_URL, RedisPlumbing, _dumps, _loads, _text
 from mooring.session.backends.redis._scripts import (
@@ -72,7 +69,7 @@ from mooring.session.records import (
     now_iso,
     version_conflict,
 )
-from mooring.session.repository import Capability, Lease, SessionRepository
+from mooring.session.repository import Capability, Lease
 from mooring.session.url import query_options, without_query
 
 try:
@@ -93,7 +90,7 @@ _RETRIES = 3
 _SCAN_COUNT = 500
 
 
-class RedisSessionRepository(RedisPlumbing, SessionRepository):
+class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
     """Sessions in Redis (standalone or Cluster), through the synchronous redis-py client.
 
     Example::
@@ -113,6 +110,7 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"lease_expiry", "ttl"})
+    lease_poll: ClassVar[tuple[float, float]] = (0.002, 0.05)
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -156,9 +154,9 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         self._index = f"{prefix}:sessions"
         self._create_record = client.register_script(lua.CREATE_RECORD)
         self._update_record = client.register_script(lua.UPDATE_RECORD)
-        self._append = client.register_script(lua.APPEND)
-        self._update_message = client.register_script(lua.UPDATE_MESSAGE)
-        self._truncate = client.register_script(lua.TRUNCATE)
+        self._append_script = client.register_script(lua.APPEND)
+        self._update_message_script = client.register_script(lua.UPDATE_MESSAGE)
+        self._truncate_script = client.register_script(lua.TRUNCATE)
         self._delete = client.register_script(lua.DELETE_SESSION)
         self._lease_acquire = client.register_script(lua.LEASE_ACQUIRE)
         self._lease_renew = client.register_script(lua.LEASE_RENEW)
@@ -167,6 +165,8 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
     # -- sessions -----------------------------------------------------------------------------
 
     def _create_session(self, session: SessionRecord) -> SessionRecord:
+        if INDEX_SEPARATOR in session.created_at:
+            raise ConfigurationError("session created_at must not contain NUL")
         key = self._k(session.session_id).session
         member = index_member(session.created_at, session.session_id)
         created = self.client.set(key, _dumps(session.to_dict()), nx=True, px=self._ttl_ms or None)
@@ -182,22 +182,12 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         logger.debug("session_id=<%s> | created session", session.session_id)
         return session
 
-    async def create_session(self, session: SessionRecord) -> SessionRecord:
-        validate_id(session.session_id, "session_id")
-        if INDEX_SEPARATOR in session.created_at:
-            raise ConfigurationError("session created_at must not contain NUL")
-        return await self._run(self._create_session, session)
-
     def _read_session(self, session_id: str) -> SessionRecord | None:
         raw = self.client.get(self._k(session_id).session)
         if raw is None:
             return None
         where = self._where(session_id, what="session record")
         return SessionRecord.from_dict(_loads(raw, where), where)
-
-    async def read_session(self, session_id: str) -> SessionRecord | None:
-        validate_id(session_id, "session_id")
-        return await self._run(self._read_session, session_id)
 
     def _list_sessions(self, cursor: str | None, limit: int) -> SessionPage:
         upper = "+" if cursor is None else "(" + index_member(*decode_cursor(cursor))
@@ -243,13 +233,6 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
             logger.warning("session_id=<%s> | skipping an unreadable session record", session_id, exc_info=True)
             return False
 
-    async def list_sessions(self, *, cursor: str | None = None, limit: int = 100) -> SessionPage:
-        if limit < 1:
-            raise ConfigurationError(f"limit must be at least 1, got {limit}")
-        if cursor is not None:
-            decode_cursor(cursor)  # a bad cursor is a ConfigurationError, before any I/O
-        return await self._run(self._list_sessions, cursor, limit)
-
     def _delete_session(self, session_id: str) -> bool:
         k = self._k(session_id)
         raw = self.client.get(k.session)
@@ -266,11 +249,13 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         logger.debug("session_id=<%s> | deleted session (%d keys scanned)", session_id, len(strays))
         return bool(existed) or raw is not None
 
-    async def delete_session(self, session_id: str) -> bool:
-        validate_id(session_id, "session_id")
-        return await self._run(self._delete_session, session_id)
-
     # -- agents -------------------------------------------------------------------------------
+
+    def _list_agents(self, session_id: str) -> list[str]:
+        return self._members(session_id, "agents")
+
+    def _list_multi_agents(self, session_id: str) -> list[str]:
+        return self._members(session_id, "multis")
 
     def _members(self, session_id: str, which: str) -> list[str]:
         """The decoded ids in the session's ``agents`` or ``multis`` set."""
@@ -283,19 +268,11 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
             raise SessionNotFoundError(f"session {session_id!r} does not exist")
         return sorted(unquote(_text(m)) for m in members)
 
-    async def list_multi_agents(self, session_id: str) -> list[str]:
-        validate_id(session_id, "session_id")
-        return await self._run(self._members, session_id, "multis")
-
-    async def list_agents(self, session_id: str) -> list[str]:
-        validate_id(session_id, "session_id")
-        return await self._run(self._members, session_id, "agents")
-
     def _create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
         k = self._k(session_id)
         stored = agent.copy()
         stored.version = 1
-        status, number = self._call(
+        status, number = self._script(
             self._create_record,
             [k.session, k.agents, k.agent(agent.agent_id), k.messages(agent.agent_id)],
             [k.base, self._ttl_ms, encode_id(agent.agent_id), _dumps(stored.to_dict())],
@@ -306,22 +283,12 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         logger.debug("session_id=<%s>, agent_id=<%s> | created agent", session_id, agent.agent_id)
         return stored
 
-    async def create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(agent.agent_id, "agent_id")
-        return await self._run(self._create_agent, session_id, agent)
-
     def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
         raw = self.client.hget(self._keys(session_id, agent_id)[1], "record")
         if raw is None:
             return None
         where = self._where(session_id, agent_id, "agent record")
         return AgentRecord.from_dict(_loads(raw, where), where)
-
-    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._read_agent, session_id, agent_id)
 
     def _compare_and_set(
         self, session_id: str, key: str, kind: str, new: AgentRecord | MultiAgentRecord, expected_version: int
@@ -344,7 +311,7 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         where = f"{self._where(session_id)}, {kind}"
         new.created_at = type(new).from_dict(_loads(raw, where), where).created_at or new.created_at
         new.version, new.updated_at = expected_version + 1, now_iso()
-        status, number = self._call(
+        status, number = self._script(
             self._update_record,
             [k.session, key],
             [k.base, self._ttl_ms, expected_version, _dumps(new.to_dict()), uuid.uuid4().hex],
@@ -360,18 +327,13 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         self._compare_and_set(session_id, key, f"agent {agent.agent_id!r}", new, expected_version)
         return new
 
-    async def update_agent(self, session_id: str, agent: AgentRecord, *, expected_version: int) -> AgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(agent.agent_id, "agent_id")
-        return await self._run(self._update_agent, session_id, agent, expected_version)
-
     # -- messages -----------------------------------------------------------------------------
 
-    def _append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
+    def _append_messages(self, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
         first = messages[0].message_id if messages else 0
         contiguous = all(m.message_id == first + i for i, m in enumerate(messages))
-        status, head = self._call(
-            self._append,
+        status, head = self._script(
+            self._append_script,
             self._keys(session_id, agent_id),
             [
                 self._k(session_id).base,
@@ -391,12 +353,10 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
         logger.debug("session_id=<%s>, agent_id=<%s> | appended %d, head %d", session_id, agent_id, len(messages), head)
         return head
 
-    async def append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._append_messages, session_id, agent_id, list(messages))
-
     def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
+        start = max(start, 0)
+        if end is not None and end <= start:
+            return []  # LRANGE would read "end - 1 = -1" as "to the last element"
         raw = self.client.lrange(self._keys(session_id, agent_id)[2], start, -1 if end is None else end - 1)
         out = []
         for offset, item in enumerate(raw):
@@ -404,23 +364,10 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
             out.append(MessageRecord.from_dict(_loads(item, where), where, expected_id=start + offset))
         return out
 
-    async def read_messages(
-        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
-    ) -> list[MessageRecord]:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        start = max(start, 0)
-        if end is not None and end <= start:
-            return []  # LRANGE would read "end - 1 = -1" as "to the last element"
-        return await self._run(self._read_messages, session_id, agent_id, start, end)
+    def _message_head(self, session_id: str, agent_id: str, hint: int | None) -> int:
+        return int(self.client.llen(self._keys(session_id, agent_id)[2]))  # LLEN is O(1): no hint needed
 
-    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        # LLEN is O(1): the hint is not needed.
-        return int(await self._run(self.client.llen, self._keys(session_id, agent_id)[2]))
-
-    def _update_message_sync(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
+    def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         keys = self._keys(session_id, agent_id)
         created_at = message.created_at
         current = self.client.lindex(keys[2], message.message_id) if message.message_id >= 0 else None
@@ -430,8 +377,8 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
             except (ValueError, AttributeError):
                 pass  # overwriting an unreadable record is how it gets repaired
         record = replace(message, created_at=created_at, updated_at=now_iso())
-        status, _ = self._call(
-            self._update_message,
+        status, _ = self._script(
+            self._update_message_script,
             keys,
             [self._k(session_id).base, self._ttl_ms, message.message_id, _dumps(record.to_dict())],
         )
@@ -441,14 +388,9 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
                 f"message {message.message_id} does not exist for agent {agent_id!r} in session {session_id!r}"
             )
 
-    async def update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        await self._run(self._update_message_sync, session_id, agent_id, message)
-
     def _truncate_messages(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
-        status, head = self._call(
-            self._truncate,
+        status, head = self._script(
+            self._truncate_script,
             self._keys(session_id, agent_id),
             [self._k(session_id).base, self._ttl_ms, max(new_head, 0), expected_head, uuid.uuid4().hex],
         )
@@ -457,17 +399,12 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
             raise ConflictError(f"head is {head}, not {expected_head}", head=head)
         logger.debug("session_id=<%s>, agent_id=<%s> | truncated to %d", session_id, agent_id, head)
 
-    async def truncate_messages(self, session_id: str, agent_id: str, new_head: int, *, expected_head: int) -> None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        await self._run(self._truncate_messages, session_id, agent_id, new_head, expected_head)
-
     # -- multi-agent records ------------------------------------------------------------------
 
-    def _create_multi(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+    def _create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
         k = self._k(session_id)
         stored = replace(record, state=dict(record.state), version=1)
-        status, number = self._call(
+        status, number = self._script(
             self._create_record,
             [k.session, k.multis, k.multi(record.multi_agent_id)],
             [k.base, self._ttl_ms, encode_id(record.multi_agent_id), _dumps(stored.to_dict())],
@@ -477,35 +414,18 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
             raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=number)
         return stored
 
-    async def create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(record.multi_agent_id, "multi_agent_id")
-        return await self._run(self._create_multi, session_id, record)
-
-    def _read_multi(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+    def _read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
         raw = self.client.hget(self._k(session_id).multi(multi_agent_id), "record")
         if raw is None:
             return None
         where = f"{self._where(session_id)}, multi-agent {multi_agent_id!r}"
         return MultiAgentRecord.from_dict(_loads(raw, where), where)
 
-    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
-        validate_id(session_id, "session_id")
-        validate_id(multi_agent_id, "multi_agent_id")
-        return await self._run(self._read_multi, session_id, multi_agent_id)
-
-    def _update_multi(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
+    def _update_multi_agent(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
         new = replace(record, state=dict(record.state))
         key = self._k(session_id).multi(record.multi_agent_id)
         self._compare_and_set(session_id, key, f"multi-agent {record.multi_agent_id!r}", new, expected_version)
         return new
-
-    async def update_multi_agent(
-        self, session_id: str, record: MultiAgentRecord, *, expected_version: int
-    ) -> MultiAgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(record.multi_agent_id, "multi_agent_id")
-        return await self._run(self._update_multi, session_id, record, expected_version)
 
     # -- leases -------------------------------------------------------------------------------
 
@@ -513,37 +433,24 @@ class RedisSessionRepository(RedisPlumbing, SessionRepository):
     def _ms(ttl: float) -> int:
         return max(1, round(ttl * 1000))
 
-    async def acquire_lease(self, session_id: str, agent_id: str, *, ttl: float, wait: float) -> Lease:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
+    def _try_lease(self, session_id: str, agent_id: str, ttl: float) -> Lease | None:
         key = self._k(session_id).lease(agent_id)
         token = uuid.uuid4().hex
-        deadline = time.monotonic() + max(wait, 0.0)
-        delay = 0.002
-        while True:
-            expires = time.time() + ttl
-            if await self._run(self._lease_acquire, [key], [token, self._ms(ttl)]):
-                logger.debug("session_id=<%s>, agent_id=<%s> | acquired lease", session_id, agent_id)
-                return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=expires)
-            if time.monotonic() >= deadline:
-                raise LeaseTimeoutError(
-                    f"session {session_id!r}, agent {agent_id!r} is busy: another invocation holds its lease "
-                    f"(waited {wait:g}s)"
-                )
-            # Jitter keeps waiting processes from polling in lockstep.
-            await asyncio.sleep(min(delay * random.uniform(0.5, 1.0), max(deadline - time.monotonic(), 0.0)))
-            delay = min(delay * 2, 0.05)
+        expires = time.time() + ttl
+        if not self._lease_acquire([key], [token, self._ms(ttl)]):
+            return None
+        logger.debug("session_id=<%s>, agent_id=<%s> | acquired lease", session_id, agent_id)
+        return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=expires)
 
-    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
+    def _renew_lease(self, lease: Lease, ttl: float) -> Lease:
         key = self._k(lease.session_id).lease(lease.agent_id)
         expires = time.time() + ttl
-        if not await self._run(self._lease_renew, [key], [lease.token, self._ms(ttl)]):
+        if not self._lease_renew([key], [lease.token, self._ms(ttl)]):
             raise LeaseLostError(f"lease on session {lease.session_id!r}, agent {lease.agent_id!r} was lost")
         return Lease(session_id=lease.session_id, agent_id=lease.agent_id, token=lease.token, expires_at=expires)
 
-    async def release_lease(self, lease: Lease) -> None:
-        key = self._k(lease.session_id).lease(lease.agent_id)
-        await self._run(self._lease_release, [key], [lease.token])
+    def _release_lease(self, lease: Lease) -> None:
+        self._lease_release([self._k(lease.session_id).lease(lease.agent_id)], [lease.token])
         logger.debug("session_id=<%s>, agent_id=<%s> | released lease", lease.session_id, lease.agent_id)
 
 

@@ -1,5 +1,5 @@
-"""What the S3 repository's operations share: key layout, decoding, existence checks, and the
-versioned multi-agent records (kept apart to hold ``s3.py`` to one screenful per noun)."""
+"""Where S3 records live: the Strands key layout under a prefix, decoding, existence checks and
+the head search (probing keys by name, never listing)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from mooring._ids import validate_id
-from mooring._threads import run_blocking
-from mooring.errors import ConflictError, CorruptRecordError, SessionNotFoundError
+from mooring.errors import CorruptRecordError, SessionNotFoundError
 from mooring.session._head import gallop_down, gallop_up
-from mooring.session._layout import encode
-from mooring.session.backends.s3._io import NotFound, PreconditionFailed, S3Io, S3Object
-from mooring.session.records import MultiAgentRecord, version_conflict
+from mooring.session._layout import (
+    AGENT_FILE,
+    MULTI_AGENT_FILE,
+    SESSION_FILE,
+    agent_name,
+    agent_parts,
+    message_name,
+    messages_parts,
+    multi_agent_parts,
+    session_name,
+)
+from mooring.session.backends.s3._io import S3Io, S3Object
 
 T = TypeVar("T")
 
@@ -39,7 +46,7 @@ def find_head(io: S3Io, key_of: Callable[[int], str], hint: int | None) -> int:
 
 
 class S3KeyedStore:
-    """Base of :class:`mooring.session.backends.s3.repository.S3SessionRepository`; its ``__init__`` sets these."""
+    """Base of :class:`S3SessionRepository`; its ``__init__`` sets these."""
 
     _io: S3Io
     _base: str
@@ -47,28 +54,24 @@ class S3KeyedStore:
     def describe(self) -> str:
         raise NotImplementedError
 
-    async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        # boto3 blocks; every operation runs in a worker thread so any event loop stays free.
-        return await run_blocking(func, *args)
-
     def _where(self, key: str) -> str:
         return self._io.where(key)
 
     def _session_dir(self, session_id: str) -> str:
-        return f"{self._base}session_{validate_id(session_id, 'session_id')}/"
+        return f"{self._base}{session_name(session_id)}/"
 
     def _agent_dir(self, session_id: str, agent_id: str) -> str:
-        return f"{self._session_dir(session_id)}agents/agent_{validate_id(agent_id, 'agent_id')}/"
+        return f"{self._base}{'/'.join(agent_parts(session_id, agent_id))}/"
 
     def _message_key(self, session_id: str, agent_id: str, message_id: int) -> str:
-        return f"{self._agent_dir(session_id, agent_id)}messages/message_{message_id}.json"
+        return f"{self._base}{'/'.join(messages_parts(session_id, agent_id))}/{message_name(message_id)}"
 
     def _multi_key(self, session_id: str, multi_agent_id: str) -> str:
-        mid = validate_id(multi_agent_id, "multi_agent_id")
-        return f"{self._session_dir(session_id)}multi_agents/multi_agent_{mid}/multi_agent.json"
+        return f"{self._base}{'/'.join(multi_agent_parts(session_id, multi_agent_id))}/{MULTI_AGENT_FILE}"
 
     def _lease_key(self, session_id: str, agent_id: str) -> str:
-        return f"{self._session_dir(session_id)}.leases/agent_{validate_id(agent_id, 'agent_id')}.json"
+        # Beside the Strands tree, in a folder no Strands reader lists.
+        return f"{self._session_dir(session_id)}.leases/{agent_name(agent_id)}.json"
 
     def _decode(self, key: str, obj: S3Object) -> Any:
         try:
@@ -79,66 +82,10 @@ class S3KeyedStore:
             ) from exc
 
     def _require_session(self, session_id: str) -> None:
-        if not self._io.exists(f"{self._session_dir(session_id)}session.json"):
+        if not self._io.exists(f"{self._session_dir(session_id)}{SESSION_FILE}"):
             raise SessionNotFoundError(f"session {session_id!r} does not exist in {self.describe()}")
 
     def _require_agent(self, session_id: str, agent_id: str) -> None:
-        if not self._io.exists(f"{self._agent_dir(session_id, agent_id)}agent.json"):
+        if not self._io.exists(f"{self._agent_dir(session_id, agent_id)}{AGENT_FILE}"):
             self._require_session(session_id)
             raise SessionNotFoundError(f"agent {agent_id!r} does not exist in session {session_id!r}")
-
-    # -- multi-agent records ------------------------------------------------------------------
-
-    def _create_multi(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
-        self._require_session(session_id)
-        stored = record.first()
-        key = self._multi_key(session_id, record.multi_agent_id)
-        try:
-            self._io.put_new(key, encode(stored.to_dict()))
-        except PreconditionFailed:
-            raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1) from None
-        return stored
-
-    async def create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(record.multi_agent_id, "multi_agent_id")
-        return await self._run(self._create_multi, session_id, record)
-
-    def _get_multi(self, session_id: str, multi_agent_id: str) -> tuple[MultiAgentRecord, str] | None:
-        key = self._multi_key(session_id, multi_agent_id)
-        obj = self._io.get(key)
-        if obj is None:
-            return None
-        return MultiAgentRecord.from_dict(self._decode(key, obj), self._where(key)), obj.etag
-
-    async def read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
-        validate_id(session_id, "session_id")
-        validate_id(multi_agent_id, "multi_agent_id")
-        found = await self._run(self._get_multi, session_id, multi_agent_id)
-        return found[0] if found else None
-
-    def _update_multi(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
-        found = self._get_multi(session_id, record.multi_agent_id)
-        if found is None:
-            self._require_session(session_id)
-            raise ConflictError(f"multi-agent {record.multi_agent_id!r} does not exist", version=0)
-        current, etag = found
-        if current.version != expected_version:
-            raise version_conflict(f"multi-agent {record.multi_agent_id!r}", current.version, expected_version)
-        new = record.successor(expected_version, current.created_at)
-        try:
-            self._io.put_replace(self._multi_key(session_id, record.multi_agent_id), encode(new.to_dict()), etag)
-        except (PreconditionFailed, NotFound):
-            now = self._get_multi(session_id, record.multi_agent_id)
-            stored = now[0].version if now else 0
-            raise ConflictError(
-                f"multi-agent {record.multi_agent_id!r} changed concurrently (now version {stored})", version=stored
-            ) from None
-        return new
-
-    async def update_multi_agent(
-        self, session_id: str, record: MultiAgentRecord, *, expected_version: int
-    ) -> MultiAgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(record.multi_agent_id, "multi_agent_id")
-        return await self._run(self._update_multi, session_id, record, expected_version)

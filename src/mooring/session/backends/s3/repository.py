@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
@@ -48,10 +46,10 @@ from mooring.errors import (
     ConflictError,
     CorruptRecordError,
     InvalidIdentifierError,
-    LeaseTimeoutError,
     SessionNotFoundError,
 )
 from mooring.session._layout import encode
+from mooring.session._threaded import ThreadedRepository
 from mooring.session.backends.s3._io import (
     ConditionalSupport,
     NotFound,
@@ -65,13 +63,14 @@ from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
     MessageRecord,
+    MultiAgentRecord,
     SessionPage,
     SessionRecord,
     now_iso,
     page_sessions,
     version_conflict,
 )
-from mooring.session.repository import Capability, Lease, SessionRepository
+from mooring.session.repository import Capability, Lease
 from mooring.session.url import query_options
 
 if TYPE_CHECKING:
@@ -94,7 +93,7 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
-class S3SessionRepository(S3KeyedStore, SessionRepository):
+class S3SessionRepository(S3KeyedStore, ThreadedRepository):
     """Sessions in an S3 bucket, readable and writable by Strands' ``S3SessionManager`` too.
 
     Example::
@@ -126,6 +125,7 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset({"lease_expiry"})
+    lease_poll: ClassVar[tuple[float, float]] = (0.01, 0.25)
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -218,20 +218,12 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
             raise ConflictError(f"session {session.session_id!r} already exists ({self._where(key)})") from None
         return session
 
-    async def create_session(self, session: SessionRecord) -> SessionRecord:
-        validate_id(session.session_id, "session_id")
-        return await self._run(self._create_session, session)
-
     def _read_session(self, session_id: str) -> SessionRecord | None:
         key = f"{self._session_dir(session_id)}session.json"
         obj = self._io.get(key)
         return None if obj is None else SessionRecord.from_dict(self._decode(key, obj), self._where(key))
 
-    async def read_session(self, session_id: str) -> SessionRecord | None:
-        validate_id(session_id, "session_id")
-        return await self._run(self._read_session, session_id)
-
-    def _list_sessions(self) -> list[SessionRecord]:
+    def _all_sessions(self) -> list[SessionRecord]:
         ids = []
         for common in self._io.list_prefixes(self._base):
             name = common[len(self._base) :].rstrip("/")
@@ -250,9 +242,8 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
 
         return [r for r in self._io.map(read, ids) if r is not None]
 
-    async def list_sessions(self, *, cursor: str | None = None, limit: int = 100) -> SessionPage:
-        records = await self._run(self._list_sessions)
-        return page_sessions(records, cursor=cursor, limit=limit)
+    def _list_sessions(self, cursor: str | None, limit: int) -> SessionPage:
+        return page_sessions(self._all_sessions(), cursor=cursor, limit=limit)
 
     def _delete_session(self, session_id: str) -> bool:
         root = self._session_dir(session_id)
@@ -265,10 +256,6 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
             self._io.delete_keys([marker])
         return marker in keys
 
-    async def delete_session(self, session_id: str) -> bool:
-        validate_id(session_id, "session_id")
-        return await self._run(self._delete_session, session_id)
-
     # -- agents -------------------------------------------------------------------------------
 
     def _list_agents(self, session_id: str) -> list[str]:
@@ -277,19 +264,11 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
         names = [p[len(base) :].rstrip("/") for p in self._io.list_prefixes(base)]
         return sorted(n[len("agent_") :] for n in names if n.startswith("agent_"))
 
-    def _list_multi(self, session_id: str) -> list[str]:
+    def _list_multi_agents(self, session_id: str) -> list[str]:
         self._require_session(session_id)
         base = f"{self._session_dir(session_id)}multi_agents/"
         names = [p[len(base) :].rstrip("/") for p in self._io.list_prefixes(base)]
         return sorted(n[len("multi_agent_") :] for n in names if n.startswith("multi_agent_"))
-
-    async def list_multi_agents(self, session_id: str) -> list[str]:
-        validate_id(session_id, "session_id")
-        return await self._run(self._list_multi, session_id)
-
-    async def list_agents(self, session_id: str) -> list[str]:
-        validate_id(session_id, "session_id")
-        return await self._run(self._list_agents, session_id)
 
     def _create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
         self._require_session(session_id)
@@ -304,11 +283,6 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
             ) from None
         return stored
 
-    async def create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(agent.agent_id, "agent_id")
-        return await self._run(self._create_agent, session_id, agent)
-
     def _get_agent(self, session_id: str, agent_id: str) -> tuple[AgentRecord, str] | None:
         key = f"{self._agent_dir(session_id, agent_id)}agent.json"
         obj = self._io.get(key)
@@ -319,11 +293,6 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
     def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
         found = self._get_agent(session_id, agent_id)
         return found[0] if found else None
-
-    async def read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._read_agent, session_id, agent_id)
 
     def _update_agent(self, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:
         found = self._get_agent(session_id, agent.agent_id)
@@ -350,18 +319,13 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
             ) from None
         return new
 
-    async def update_agent(self, session_id: str, agent: AgentRecord, *, expected_version: int) -> AgentRecord:
-        validate_id(session_id, "session_id")
-        validate_id(agent.agent_id, "agent_id")
-        return await self._run(self._update_agent, session_id, agent, expected_version)
-
     # -- messages -----------------------------------------------------------------------------
 
-    def _head(self, session_id: str, agent_id: str, hint: int | None) -> int:
+    def _message_head(self, session_id: str, agent_id: str, hint: int | None) -> int:
         return find_head(self._io, lambda i: self._message_key(session_id, agent_id, i), hint)
 
     def _append_conflict(self, session_id: str, agent_id: str, message_id: int, why: str) -> ConflictError:
-        head = self._head(session_id, agent_id, message_id)
+        head = self._message_head(session_id, agent_id, message_id)
         if head == 0:
             self._require_agent(session_id, agent_id)
         return ConflictError(
@@ -369,10 +333,10 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
             head=head,
         )
 
-    def _append(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
+    def _append_messages(self, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
         if not messages:
             self._require_agent(session_id, agent_id)
-            return self._head(session_id, agent_id, None)
+            return self._message_head(session_id, agent_id, None)
         first = messages[0].message_id
         contiguous = all(r.message_id == first + i for i, r in enumerate(messages))
         if first < 0 or not contiguous:
@@ -392,18 +356,10 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
                 raise self._append_conflict(session_id, agent_id, record.message_id, "was already taken") from None
         return messages[-1].message_id + 1
 
-    async def append_messages(self, session_id: str, agent_id: str, messages: Sequence[MessageRecord]) -> int:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._append, session_id, agent_id, list(messages))
-
-    async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        return await self._run(self._head, session_id, agent_id, hint)
-
     def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
         start = max(start, 0)
+        if end is not None and end <= start:
+            return []
 
         def fetch(message_id: int) -> MessageRecord | None:
             key = self._message_key(session_id, agent_id, message_id)
@@ -428,6 +384,16 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
         return out
 
     def _read_window(
+        self, session_id: str, agent_id: str, start: int, head_hint: int | None
+    ) -> tuple[list[MessageRecord], int]:
+        start = max(start, 0)
+        if head_hint is not None and head_hint > 0 and start < head_hint and head_hint - start <= _MAX_WAVE:
+            found = self._probe_window(session_id, agent_id, start, head_hint)
+            if found is not None:
+                return found
+        return super()._read_window(session_id, agent_id, start, head_hint)
+
+    def _probe_window(
         self, session_id: str, agent_id: str, start: int, hint: int
     ) -> tuple[list[MessageRecord], int] | None:
         """One concurrent round: the window ``[start, hint)`` and a probe that ``hint`` is free.
@@ -452,27 +418,6 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
         if at_hint is not False or any(not isinstance(r, MessageRecord) for r in window):
             return None
         return [r for r in window if isinstance(r, MessageRecord)], hint
-
-    async def read_window(
-        self, session_id: str, agent_id: str, start: int, *, head_hint: int | None = None
-    ) -> tuple[list[MessageRecord], int]:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        start = max(start, 0)
-        if head_hint is not None and head_hint > 0 and start < head_hint and head_hint - start <= _MAX_WAVE:
-            found = await self._run(self._read_window, session_id, agent_id, start, head_hint)
-            if found is not None:
-                return found
-        return await super().read_window(session_id, agent_id, start, head_hint=head_hint)
-
-    async def read_messages(
-        self, session_id: str, agent_id: str, start: int = 0, end: int | None = None
-    ) -> list[MessageRecord]:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        if end is not None and end <= max(start, 0):
-            return []
-        return await self._run(self._read_messages, session_id, agent_id, start, end)
 
     def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         key = self._message_key(session_id, agent_id, message.message_id)
@@ -499,50 +444,66 @@ class S3SessionRepository(S3KeyedStore, SessionRepository):
                 continue
         raise ConflictError(f"{self._where(key)} kept changing; gave up after {_UPDATE_ATTEMPTS} attempts")
 
-    async def update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        await self._run(self._update_message, session_id, agent_id, message)
-
-    def _truncate(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
+    def _truncate_messages(self, session_id: str, agent_id: str, new_head: int, expected_head: int) -> None:
         self._require_agent(session_id, agent_id)
-        head = self._head(session_id, agent_id, expected_head)
+        head = self._message_head(session_id, agent_id, expected_head)
         if head != expected_head:
             raise ConflictError(f"head is {head}, not {expected_head}", head=head)
         for message_id in range(head - 1, max(new_head, 0) - 1, -1):  # highest first: a dense prefix remains
             self._io.delete(self._message_key(session_id, agent_id, message_id))
 
-    async def truncate_messages(self, session_id: str, agent_id: str, new_head: int, *, expected_head: int) -> None:
-        validate_id(session_id, "session_id")
-        validate_id(agent_id, "agent_id")
-        await self._run(self._truncate, session_id, agent_id, new_head, expected_head)
+    # -- multi-agent records ------------------------------------------------------------------
+
+    def _create_multi_agent(self, session_id: str, record: MultiAgentRecord) -> MultiAgentRecord:
+        self._require_session(session_id)
+        stored = record.first()
+        key = self._multi_key(session_id, record.multi_agent_id)
+        try:
+            self._io.put_new(key, encode(stored.to_dict()))
+        except PreconditionFailed:
+            raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1) from None
+        return stored
+
+    def _read_multi_agent(self, session_id: str, multi_agent_id: str) -> MultiAgentRecord | None:
+        found = self._get_multi(session_id, multi_agent_id)
+        return found[0] if found else None
+
+    def _get_multi(self, session_id: str, multi_agent_id: str) -> tuple[MultiAgentRecord, str] | None:
+        key = self._multi_key(session_id, multi_agent_id)
+        obj = self._io.get(key)
+        if obj is None:
+            return None
+        return MultiAgentRecord.from_dict(self._decode(key, obj), self._where(key)), obj.etag
+
+    def _update_multi_agent(self, session_id: str, record: MultiAgentRecord, expected_version: int) -> MultiAgentRecord:
+        found = self._get_multi(session_id, record.multi_agent_id)
+        if found is None:
+            self._require_session(session_id)
+            raise ConflictError(f"multi-agent {record.multi_agent_id!r} does not exist", version=0)
+        current, etag = found
+        if current.version != expected_version:
+            raise version_conflict(f"multi-agent {record.multi_agent_id!r}", current.version, expected_version)
+        new = record.successor(expected_version, current.created_at)
+        try:
+            self._io.put_replace(self._multi_key(session_id, record.multi_agent_id), encode(new.to_dict()), etag)
+        except (PreconditionFailed, NotFound):
+            now = self._get_multi(session_id, record.multi_agent_id)
+            stored = now[0].version if now else 0
+            raise ConflictError(
+                f"multi-agent {record.multi_agent_id!r} changed concurrently (now version {stored})", version=stored
+            ) from None
+        return new
 
     # -- invocation leases --------------------------------------------------------------------
 
-    async def acquire_lease(self, session_id: str, agent_id: str, *, ttl: float, wait: float) -> Lease:
-        key = self._lease_key(session_id, agent_id)
-        deadline = time.monotonic() + max(wait, 0.0)
-        delay = 0.01
-        while True:
-            lease = await self._run(self._leases.try_acquire, key, session_id, agent_id, ttl)
-            if lease is not None:
-                return lease
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LeaseTimeoutError(
-                    f"session {session_id!r}, agent {agent_id!r} is busy: another invocation holds its lease "
-                    f"(waited {wait:g}s)"
-                )
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.25)
+    def _try_lease(self, session_id: str, agent_id: str, ttl: float) -> Lease | None:
+        return self._leases.try_acquire(self._lease_key(session_id, agent_id), session_id, agent_id, ttl)
 
-    async def renew_lease(self, lease: Lease, *, ttl: float) -> Lease:
-        key = self._lease_key(lease.session_id, lease.agent_id)
-        return await self._run(self._leases.renew, key, lease, ttl)
+    def _renew_lease(self, lease: Lease, ttl: float) -> Lease:
+        return self._leases.renew(self._lease_key(lease.session_id, lease.agent_id), lease, ttl)
 
-    async def release_lease(self, lease: Lease) -> None:
-        key = self._lease_key(lease.session_id, lease.agent_id)
-        await self._run(self._leases.release, key, lease)
+    def _release_lease(self, lease: Lease) -> None:
+        self._leases.release(self._lease_key(lease.session_id, lease.agent_id), lease)
 
 
 class S3SessionManager(RepositorySessionManager):

@@ -6,14 +6,14 @@ import functools
 import json
 import uuid
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, ClassVar, Concatenate, Generic, TypeVar
 
 from typing_extensions import ParamSpec
 
 from mooring._json import BYTES_MARKER
-from mooring.errors import ConflictError, CorruptRecordError
+from mooring.errors import CorruptRecordError
 from mooring.session._threaded import ThreadedRepository
 from mooring.session.records import (
     AgentRecord,
@@ -93,17 +93,6 @@ def stored_created_at(raw: Any, where: str, fallback: str) -> str:
         return fallback
     value = data.get("created_at") if isinstance(data, dict) else None
     return str(value) if value else fallback
-
-
-def check_append(session_id: str, agent_id: str, messages: Sequence[MessageRecord], head: int) -> None:
-    """``ConflictError(head=head)`` unless ``messages`` continue exactly at ``head``."""
-    for offset, record in enumerate(messages):
-        if record.message_id != head + offset:
-            raise ConflictError(
-                f"message id {record.message_id} is not the next free id {head + offset} "
-                f"for agent {agent_id!r} in session {session_id!r}",
-                head=head,
-            )
 
 
 def page_after(cursor: str | None) -> tuple[str, str] | None:

@@ -59,6 +59,7 @@ from mooring.session.records import (
     MultiAgentRecord,
     SessionPage,
     SessionRecord,
+    check_append,
     now_iso,
     version_conflict,
 )
@@ -369,7 +370,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
             with conn.transaction():
                 self._lock_agent(conn, session_id, agent_id)
                 head = self._head(conn, session_id, agent_id)
-                _sql.check_append(session_id, agent_id, messages, head)
+                check_append(session_id, agent_id, messages, head)
                 if rows:
                     with conn.cursor() as cursor:
                         cursor.executemany(

@@ -48,6 +48,7 @@ from mooring.session.records import (
     MultiAgentRecord,
     SessionPage,
     SessionRecord,
+    check_append,
     now_iso,
     version_conflict,
 )
@@ -376,7 +377,7 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
         with self._write(conn):
             self._require_agent(conn, session_id, agent_id)
             head = self._head(conn, session_id, agent_id)
-            _sql.check_append(session_id, agent_id, messages, head)
+            check_append(session_id, agent_id, messages, head)
             conn.executemany(
                 "INSERT INTO mooring_messages (session_id, agent_id, message_id, data) VALUES (?, ?, ?, ?)", rows
             )

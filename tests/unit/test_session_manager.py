@@ -316,6 +316,28 @@ def test_state_keys_from_two_processes_merge() -> None:
     assert texts(one) == ["q1", "r1", "q2", "r2", "q3", "r3"]  # one caught up on two's turn
 
 
+def test_a_state_change_during_the_record_write_is_not_lost() -> None:
+    class SetsStateMidWrite(InMemorySessionRepository):
+        agent: Agent | None = None
+
+        async def update_agent(self, session_id: str, agent: Any, *, expected_version: int) -> Any:
+            if self.agent is not None:
+                self.agent.state.set("late", True)  # as a tool thread could while the write is awaited
+                self.agent = None
+            return await super().update_agent(session_id, agent, expected_version=expected_version)
+
+    repo = SetsStateMidWrite()
+    one = quiet_agent(RepositorySessionManager("midwrite", repo), ["r1", "r3"])
+    two = quiet_agent(RepositorySessionManager("midwrite", repo), ["r2"])
+    repo.agent = one
+    one("q1")
+    two.state.set("from_two", 2)
+    two("q2")
+    one("q3")  # catches up on two's record: "late" was never stored, so it must stay pending
+    stored = asyncio.run(repo.read_agent("midwrite", "default"))
+    assert stored is not None and stored.state == {"late": True, "from_two": 2}
+
+
 def test_a_truncation_elsewhere_is_picked_up() -> None:
     repo = InMemorySessionRepository()
     agent = quiet_agent(RepositorySessionManager("undo", repo), ["a", "b", "c"])

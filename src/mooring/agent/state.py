@@ -5,24 +5,67 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 _MISSING = object()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateSnapshot:
+    """The state's contents at one moment, taken by :meth:`AgentState.snapshot`.
+
+    ``data`` is a private copy, ready to be stored. ``version`` is the state's
+    :attr:`AgentState.version` at that moment; :meth:`AgentState.mark_synced` uses it to tell
+    the changes the snapshot holds from the ones made after it.
+    """
+
+    data: dict[str, Any]
+    version: int
 
 
 class AgentState:
     """A JSON-serializable key-value store.
 
     Values are validated on ``set`` (the error names the key) and copied on the way in and
-    out, so mutating what ``get`` returned never changes the stored value. The store tracks
-    which keys were set or deleted since the last :meth:`_mark_synced`, so a session manager
-    can merge them over a newer stored copy instead of overwriting other processes' keys.
+    out, so mutating what ``get`` returned never changes the stored value.
+
+    The store also remembers which keys were set or deleted since they were last stored, so
+    that several processes sharing one stored record can each write only their own changes.
+    A persister (the session manager) drives it through five methods:
+
+    - :meth:`load` when it restores the state from the store: the stored record replaces the
+      contents and nothing is pending;
+    - :meth:`merge_from` whenever it reads a newer stored record (catching up before a turn,
+      or after losing a compare-and-set): the stored record replaces the contents, then the
+      keys changed here and not yet stored are applied on top, deletions included. They stay
+      pending, since the store does not hold them yet;
+    - :meth:`dirty_keys` to decide whether there is anything to write;
+    - :meth:`snapshot` to take what it writes, then :meth:`mark_synced` with that snapshot
+      once the write succeeded. Keys changed after the snapshot was taken (by a tool thread,
+      say, while the write was in flight) stay pending for the next write.
+
+    So two processes that change different keys never lose each other's updates, and a key
+    both change ends with the value of whichever wrote last.
+
+    Example::
+
+        state = AgentState({"a": 1})
+        state.set("b", 2)
+        state.merge_from({"a": 1, "c": 3})  # another process added "c"
+        assert state.get() == {"a": 1, "b": 2, "c": 3}
+        written = state.snapshot()
+        ...  # store written.data
+        state.mark_synced(written)
+        assert not state.dirty_keys()
     """
 
     def __init__(self, initial: dict[str, Any] | AgentState | None = None) -> None:
         self._lock = threading.RLock()
         self._data: dict[str, Any] = {}
-        self._dirty: set[str] = set()
+        # key -> the version at which it was last set or deleted, for keys not stored since
+        self._dirty: dict[str, int] = {}
         self._version = 0
         if isinstance(initial, AgentState):
             initial = initial.get()
@@ -41,8 +84,8 @@ class AgentState:
             raise ValueError(f"agent.state value for key {key!r} is not JSON-serializable: {exc}") from exc
         with self._lock:
             self._data[key] = json.loads(encoded)
-            self._dirty.add(key)
             self._version += 1
+            self._dirty[key] = self._version
 
     def get(self, key: str | None = None, default: Any = None) -> Any:
         """A copy of one value (``default`` when missing), or of the whole dict when no key is given."""
@@ -53,11 +96,16 @@ class AgentState:
             return default if value is _MISSING else copy.deepcopy(value)
 
     def delete(self, key: str) -> None:
+        """Remove ``key`` if present.
+
+        Either way the deletion is pending until synced, so a merge removes the key from a
+        stored record that still has it.
+        """
         self._check_key(key)
         with self._lock:
             self._data.pop(key, None)
-            self._dirty.add(key)
             self._version += 1
+            self._dirty[key] = self._version
 
     def keys(self) -> list[str]:
         with self._lock:
@@ -79,37 +127,56 @@ class AgentState:
         """Bumped on every change; lets observers skip work when nothing changed."""
         return self._version
 
-    # -- used by session managers -------------------------------------------------------------
+    # -- the persistence protocol (see the class docstring) -----------------------------------
 
-    def _dirty_changes(self) -> dict[str, Any]:
-        """The keys changed since the last sync: value, or ``_MISSING`` for deleted keys."""
+    def dirty_keys(self) -> frozenset[str]:
+        """The keys set or deleted since they were last marked synced."""
         with self._lock:
-            return {k: copy.deepcopy(self._data.get(k, _MISSING)) for k in self._dirty}
+            return frozenset(self._dirty)
 
-    def _mark_synced(self) -> None:
+    def snapshot(self) -> StateSnapshot:
+        """A copy of the whole contents to write, to hand back to :meth:`mark_synced` afterwards."""
         with self._lock:
+            return StateSnapshot(data=copy.deepcopy(self._data), version=self._version)
+
+    def mark_synced(self, written: StateSnapshot) -> None:
+        """Record that ``written`` is now stored.
+
+        Call it only after the write succeeded. The keys the snapshot held are no longer
+        pending; a key set or deleted after the snapshot was taken still is.
+        """
+        with self._lock:
+            self._dirty = {k: v for k, v in self._dirty.items() if v > written.version}
+
+    def load(self, stored: Mapping[str, Any]) -> None:
+        """Replace the contents with the stored record and forget every pending change.
+
+        For restoring: what the store holds wins, changes made here and not stored are dropped.
+        """
+        with self._lock:
+            self._data = copy.deepcopy(dict(stored))
             self._dirty.clear()
+            self._version += 1
 
-    def _replace(self, data: dict[str, Any], keep_dirty: bool = True) -> None:
-        """Replace the contents with ``data``, re-applying this process's unsynced changes on top."""
+    def merge_from(self, stored: Mapping[str, Any]) -> None:
+        """Replace the contents with a newer stored record, keeping this process's pending changes.
+
+        Every pending key is applied on top of ``stored``: its local value, or its absence when
+        it was deleted here. Keys only the stored record changed (another writer's) are taken as
+        stored. Pending keys stay pending, so the next write carries them.
+        """
         with self._lock:
-            changes = self._dirty_changes() if keep_dirty else {}
-            merged = copy.deepcopy(data)
-            for key, value in changes.items():
+            merged = copy.deepcopy(dict(stored))
+            for key in self._dirty:
+                value = self._data.get(key, _MISSING)
                 if value is _MISSING:
                     merged.pop(key, None)
                 else:
-                    merged[key] = value
+                    merged[key] = value  # already a private copy: self._data is replaced below
             self._data = merged
-            if not keep_dirty:
-                self._dirty.clear()
             self._version += 1
 
     @staticmethod
     def _check_key(key: object) -> None:
         if not isinstance(key, str) or not key.strip():
             raise ValueError(f"agent.state keys must be non-blank strings, got {key!r}")
-
-
-def is_missing(value: Any) -> bool:
-    return value is _MISSING

@@ -169,9 +169,10 @@ class RepositorySessionManager(SessionManager):
             self._session_ready = True  # an agent record implies its session
         else:
             await self._ensure_session()
+            written = agent.state.snapshot()
             fresh = AgentRecord(
                 agent_id=agent.agent_id,
-                state=agent.state.get(),
+                state=written.data,
                 conversation_manager_state=agent.conversation_manager.get_state(),
             )
             try:
@@ -184,7 +185,7 @@ class RepositorySessionManager(SessionManager):
                 tracked = _Tracked(agent=agent, next_id=0, version=stored.version)
                 tracked.synced_cm_state = fresh.conversation_manager_state
                 self._tracked[agent.agent_id] = tracked
-                agent.state._mark_synced()
+                agent.state.mark_synced(written)
                 if agent.messages:
                     await self._append(tracked, list(agent.messages))
                 logger.debug("session_id=<%s>, agent_id=<%s> | created agent", self.session_id, agent.agent_id)
@@ -196,7 +197,7 @@ class RepositorySessionManager(SessionManager):
 
     async def _restore(self, tracked: _Tracked, record: AgentRecord, *, reload: bool = False) -> None:
         agent = tracked.agent
-        agent.state._replace(record.state, keep_dirty=False)
+        agent.state.load(record.state)
         prepend: list[Message] = []
         if record.conversation_manager_state:
             prepend = agent.conversation_manager.restore_from_session(record.conversation_manager_state) or []
@@ -321,7 +322,7 @@ class RepositorySessionManager(SessionManager):
             agent.messages.extend(r.to_message(copy_message=False) for r in new)
             tracked.next_id = head
         if record is not None and record.version != tracked.version:
-            agent.state._replace(record.state, keep_dirty=True)
+            agent.state.merge_from(record.state)
             tracked.version = record.version
             tracked.internal_state = record.internal_state
 
@@ -332,7 +333,7 @@ class RepositorySessionManager(SessionManager):
             return
         await self._append(tracked, [*tracked.pending, event.message])
         tracked.pending = []
-        if event.agent.state._dirty_changes():
+        if event.agent.state.dirty_keys():
             await self._sync_agent(tracked)
 
     async def _on_redaction(self, event: RedactionRequested) -> None:
@@ -408,15 +409,16 @@ class RepositorySessionManager(SessionManager):
         agent = tracked.agent
         cm_state = agent.conversation_manager.get_state()
         if (
-            not agent.state._dirty_changes()
+            not agent.state.dirty_keys()
             and cm_state == tracked.synced_cm_state
             and tracked.synced_head == tracked.next_id
         ):
             return
         for _ in range(_MAX_CAS_ATTEMPTS):
+            written = agent.state.snapshot()
             record = AgentRecord(
                 agent_id=agent.agent_id,
-                state=agent.state.get(),
+                state=written.data,
                 conversation_manager_state=cm_state,
                 internal_state=tracked.internal_state,
                 next_message_id=tracked.next_id,
@@ -428,11 +430,11 @@ class RepositorySessionManager(SessionManager):
                 current = await self.repository.read_agent(self.session_id, agent.agent_id)
                 if current is None:
                     raise
-                agent.state._replace(current.state, keep_dirty=True)
+                agent.state.merge_from(current.state)
                 tracked.version = current.version
                 continue
             tracked.version = stored.version
-            agent.state._mark_synced()
+            agent.state.mark_synced(written)
             tracked.synced_cm_state = cm_state
             tracked.synced_head = tracked.next_id
             return

@@ -32,7 +32,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -139,43 +139,33 @@ class StoreInspector(Protocol):
 
     def locate(self, parts: Sequence[str]) -> str:
         """Where the record named by ``parts`` lives (a path, a key), for reports."""
-        ...
 
     async def store_problems(self) -> list[Problem]:
         """Problems outside any readable session (for example a stray directory name)."""
-        ...
 
     async def session_ids(self) -> list[str]:
         """Every session present, also those whose session record does not parse."""
-        ...
 
     async def agent_ids(self, session_id: str) -> list[str]:
         """Every agent present in the session, with or without a readable agent record."""
-        ...
 
     async def multi_agent_ids(self, session_id: str) -> list[str]:
         """Every multi-agent record name present in the session."""
-        ...
 
     async def message_ids(self, session_id: str, agent_id: str) -> set[int]:
         """The ids of every stored message, readable or not, gaps included."""
-        ...
 
     async def session_problems(self, session_id: str) -> list[Problem]:
         """Problems only the layout shows (left-over temp files, stray names)."""
-        ...
 
     async def repair_session(self, session_id: str, problems: Sequence[Problem]) -> list[Repair]:
         """Repair the problems of ``problems`` that this inspector reported; ignore the others."""
-        ...
 
     async def move_aside(self, location: str, reason: str) -> Repair:
         """Move the record at ``location`` (as :meth:`locate` gave it) out of the store's way."""
-        ...
 
     async def make_dense(self, session_id: str, agent_id: str) -> list[Repair]:
         """Move aside the messages stranded after the first gap, so the ids are dense again."""
-        ...
 
 
 async def verify_store(
@@ -323,9 +313,8 @@ class _Checker:
             try:
                 await self.repository.read_multi_agent(session_id, multi_id)
             except CorruptRecordError as exc:
-                self._add(
-                    "error", "corrupt-record", session_id, self.places.multi_agent(session_id, multi_id), str(exc)
-                )
+                where = self.places.multi_agent(session_id, multi_id)
+                self._add("error", "corrupt-record", session_id, where, str(exc))
 
     async def _agent_ids(self, session_id: str) -> list[str]:
         if self.inspector is not None:
@@ -388,14 +377,8 @@ class _Checker:
             self._add("error", "corrupt-record", session_id, where, str(exc), agent_id=agent_id)
         else:
             if record is None:
-                self._add(
-                    "error",
-                    "missing-record",
-                    session_id,
-                    where,
-                    "the agent has messages but no agent record",
-                    agent_id=agent_id,
-                )
+                detail = "the agent has messages but no agent record"
+                self._add("error", "missing-record", session_id, where, detail, agent_id=agent_id)
         hint = record.next_message_id if record is not None and record.next_message_id else None
         top, present = await self._stored_ids(session_id, agent_id, hint)
         records = await self._read_all(session_id, agent_id, top)
@@ -426,60 +409,9 @@ class _Checker:
             self._head(session_id, agent_id, record, top)
 
     def _tool_pairs(self, session_id: str, agent_id: str, records: dict[int, MessageRecord], top: int) -> None:
-        for message_id in sorted(records):
+        for message_id, severity, kind, detail in _tool_pair_findings(records, top):
             where = self.places.message(session_id, agent_id, message_id)
-            ids = {"agent_id": agent_id, "message_id": message_id}
-            message = records[message_id].to_message()
-            uses = tool_uses(message) if message["role"] == "assistant" else []
-            following = records.get(message_id + 1)
-            if uses:
-                if message_id + 1 >= top:
-                    names = ", ".join(f"{u['name']} [{u['toolUseId']}]" for u in uses)
-                    self._add(
-                        "warning",
-                        "dangling-tool-use",
-                        session_id,
-                        where,
-                        f"tool call {names} is the last message and has no toolResult; the next load of "
-                        "the session closes it with an error result",
-                        **ids,
-                    )
-                elif following is not None:
-                    answered = set(tool_result_ids(following.to_message()))
-                    for use in uses:
-                        if use["toolUseId"] not in answered:
-                            self._add(
-                                "error",
-                                "dangling-tool-use",
-                                session_id,
-                                where,
-                                f"tool call {use['name']} [{use['toolUseId']}] has no toolResult in message "
-                                f"{message_id + 1}",
-                                **ids,
-                            )
-            results = tool_result_ids(message) if message["role"] == "user" else []
-            previous = records.get(message_id - 1)
-            if results and (previous is not None or message_id == 0):
-                asked = {u["toolUseId"] for u in tool_uses(previous.to_message())} if previous is not None else set()
-                for result_id in results:
-                    if result_id not in asked:
-                        self._add(
-                            "error",
-                            "orphan-tool-result",
-                            session_id,
-                            where,
-                            f"toolResult [{result_id}] answers no toolUse of message {message_id - 1}",
-                            **ids,
-                        )
-            if message_id == top - 1 and message["role"] == "user" and not results:
-                self._add(
-                    "warning",
-                    "unanswered-prompt",
-                    session_id,
-                    where,
-                    "the last message is a prompt without an answer; the next load of the session closes it",
-                    **ids,
-                )
+            self._add(severity, kind, session_id, where, detail, agent_id=agent_id, message_id=message_id)
 
     def _head(self, session_id: str, agent_id: str, record: AgentRecord, head: int) -> None:
         where = self.places.agent(session_id, agent_id)
@@ -503,6 +435,39 @@ class _Checker:
                 f"removed_message_count {removed} is past the store's head {head}",
                 agent_id=agent_id,
             )
+
+
+def _tool_pair_findings(records: dict[int, MessageRecord], top: int) -> Iterator[tuple[int, Severity, str, str]]:
+    """(message id, severity, kind, detail) for each toolUse without its toolResult, each
+    toolResult answering nothing, and a turn left open at the end."""
+    for message_id in sorted(records):
+        message = records[message_id].to_message()
+        uses = tool_uses(message) if message["role"] == "assistant" else []
+        following = records.get(message_id + 1)
+        if uses and message_id + 1 >= top:
+            names = ", ".join(f"{u['name']} [{u['toolUseId']}]" for u in uses)
+            yield (
+                message_id,
+                "warning",
+                "dangling-tool-use",
+                f"tool call {names} is the last message and has no toolResult; the next load of the session "
+                "closes it with an error result",
+            )
+        elif uses and following is not None:
+            answered = set(tool_result_ids(following.to_message()))
+            for use in (u for u in uses if u["toolUseId"] not in answered):
+                detail = f"tool call {use['name']} [{use['toolUseId']}] has no toolResult in message {message_id + 1}"
+                yield message_id, "error", "dangling-tool-use", detail
+        results = tool_result_ids(message) if message["role"] == "user" else []
+        previous = records.get(message_id - 1)
+        if results and (previous is not None or message_id == 0):
+            asked = {u["toolUseId"] for u in tool_uses(previous.to_message())} if previous is not None else set()
+            for result_id in (r for r in results if r not in asked):
+                detail = f"toolResult [{result_id}] answers no toolUse of message {message_id - 1}"
+                yield message_id, "error", "orphan-tool-result", detail
+        if message_id == top - 1 and message["role"] == "user" and not results:
+            detail = "the last message is a prompt without an answer; the next load of the session closes it"
+            yield message_id, "warning", "unanswered-prompt", detail
 
 
 def _hint_wrong(record: AgentRecord, head: int) -> bool:

@@ -61,7 +61,8 @@ absent value.
   "agent_id": "default" | null, "message_id": 3 | null, "location": "<file path or
   description>", "detail": "..."}``; kinds: ``corrupt-record``, ``missing-record``,
   ``id-gap``, ``dangling-tool-use``, ``orphan-tool-result``, ``unanswered-prompt``,
-  ``head-mismatch``, ``window-mismatch``.
+  ``head-mismatch``, ``window-mismatch``; on a file store also ``temp-file`` and
+  ``stray-name`` (warnings). This is :meth:`mooring.session.verify.VerifyReport.to_dict`.
   repair: ``{"action": "quarantined" | "recreated" | "updated-head" | "skipped",
   "location": "...", "to": "<quarantine path>" | null, "detail": "..."}``.
   ``remaining`` is the re-check after ``--repair`` (``null`` without it); ``ok`` is true

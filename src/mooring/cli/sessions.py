@@ -406,49 +406,7 @@ class _Failed(MooringError):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    async def body(repository: SessionRepository) -> int:
-        result = await _verify.verify(repository, repair=args.repair)
-        if args.json:
-            emit_json(result)
-            return 0 if result["ok"] else 1
-        out = console()
-        out.print(
-            f"checked {result['sessions']} session(s), {result['agents']} agent(s), {result['messages']} message(s) "
-            f"in {result['store']}"
-        )
-        _problem_table(out, "problems found", result["problems"])
-        if result["repairs"]:
-            out.print(Text("repairs:", style="bold"))
-            for r in result["repairs"]:
-                moved = f" -> {r['to']}" if r["to"] else ""
-                out.print(Text(f"  {r['action']:<12} {r['location']}{moved}"), soft_wrap=True)
-                out.print(Text(f"               {r['detail']}", style="dim"), soft_wrap=True)
-        if result["remaining"] is not None:
-            _problem_table(out, "after repair", result["remaining"])
-        out.print(Text("ok", style="green") if result["ok"] else Text("errors remain", style="red bold"))
-        return 0 if result["ok"] else 1
-
-    return _run(body, _store(args.store))
-
-
-def _problem_table(out: Any, title: str, problems: list[dict[str, Any]]) -> None:
-    # One entry per problem, location on its own line: paths are long and must stay whole.
-    if not problems:
-        out.print(f"{title}: none")
-        return
-    out.print(Text(f"{title}:", style="bold"))
-    for p in problems:
-        line = Text(f"  {p['severity']:<7}", style="red" if p["severity"] == "error" else "yellow")
-        line.append(f" {p['kind']}", style="bold")
-        scope = [f"session {p['session_id']}"]
-        if p["agent_id"] is not None:
-            scope.append(f"agent {p['agent_id']}")
-        if p["message_id"] is not None:
-            scope.append(f"message {p['message_id']}")
-        line.append(f"  ({', '.join(scope)})")
-        out.print(line, soft_wrap=True)
-        out.print(Text(f"           at {p['location']}", style="dim"), soft_wrap=True)
-        out.print(Text(f"           {p['detail']}"), soft_wrap=True)
+    return _run(lambda repository: _verify.run(repository, args), _store(args.store))
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -567,11 +525,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser, make: Callable[..
         store,
         as_json,
     )
-    p.add_argument(
-        "--repair",
-        action="store_true",
-        help="move corrupt records aside (quarantine) and fix head hints; never deletes",
-    )
+    _verify.add_arguments(p)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

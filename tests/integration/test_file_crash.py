@@ -74,11 +74,14 @@ def test_one_hundred_kill_nine_trials(tmp_path: Path) -> None:
     trials = int(os.environ.get("MOORING_CRASH_TRIALS", "100"))
     repaired = 0
     for trial in range(trials):
-        with subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE, text=True) as child:
+        child = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE, text=True)
+        try:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == "ready"
             time.sleep(rng.random() * 0.12)
+        finally:
             child.send_signal(signal.SIGKILL)
+            child.communicate()  # reaps the child and closes its stdout pipe
 
         assert _scan_for_torn_records(store) == [], f"trial {trial}: torn record"
         manager = FileSessionManager(session_id="crashy", storage_dir=store, durability="none")

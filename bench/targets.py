@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 FLAT = 1.3
+BIG = 10000  # the largest history every workload measures
 
 # Likely reason and what would close the gap, shown when a target is missed.
 REASONS = {
@@ -132,14 +133,12 @@ def _no_slower(
     v.add(source, key, target, measured, ours <= limit, f"{over:.0f}% over")
 
 
-def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
-    v = Verdicts()
-    big = 10000
-    # -- issue 8 --------------------------------------------------------------------------------
-    ours, theirs = _restore(results, "mooring-file", big, "full"), _restore(results, "strands-file", big, "full")
+def _restore_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 8: full and windowed restore on the file backend."""
+    ours, theirs = _restore(results, "mooring-file", BIG, "full"), _restore(results, "strands-file", BIG, "full")
     _faster(v, "8", "full-10k-file", "full restore of 10k, file: >= 8x faster than Strands", ours, theirs, 8, "Strands")
 
-    small, large = _restore(results, "mooring-file", 100, "window"), _restore(results, "mooring-file", big, "window")
+    small, large = _restore(results, "mooring-file", 100, "window"), _restore(results, "mooring-file", BIG, "window")
     if small is not None and large is not None:
         v.add(
             "8",
@@ -157,12 +156,15 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
         "window-vs-strands",
         "windowed restore of 10k (file): >= 5x faster than Strands FileSessionManager",
         large,
-        _restore(results, "strands-file", big, "window"),
+        _restore(results, "strands-file", BIG, "window"),
         5,
         "Strands",
     )
 
-    for size in (0, 1000, big):
+
+def _append_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 8: durable append against the raw floor and Strands."""
+    for size in (0, 1000, BIG):
         floor, ours = _append(results, "floor", size), _append(results, "mooring-file", size)
         if floor is not None and ours is not None:
             v.add(
@@ -190,6 +192,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{(ours / theirs - 1) * 100:.0f}% over{floor_note}",
             )
 
+
+def _turn_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 8: per-turn overhead, against Strands and across history lengths."""
     for hist in (100, 2000):
         for cm in ("window", "null"):
             ours, theirs = _turn(results, "mooring-file", hist, cm), _turn(results, "strands-file", hist, cm)
@@ -217,18 +222,24 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             short = "grows" + (f" ({'; '.join(beside)})" if beside else "")
             v.add("8", "turn-flat", target, f"{small:.2f} -> {large:.2f} ms", _flat(small, large, 0.5), short)
 
+
+def _sql_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 8: SQL full restore against Strands' file manager."""
     for system in ("mooring-sqlite", "mooring-postgres"):
         _faster(
             v,
             "8",
             "sql-30x",
             f"{system.split('-')[1]} full restore of 10k: >= 30x faster than Strands file",
-            _restore(results, system, big, "full"),
-            _restore(results, "strands-file", big, "full"),
+            _restore(results, system, BIG, "full"),
+            _restore(results, "strands-file", BIG, "full"),
             30,
             "Strands file",
         )
 
+
+def _s3_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 8: requests per S3 windowed restore."""
     s3_rows = [r for r in _rows(results, "s3", "restore_rows") if r["system"] == "mooring-s3"]
     if s3_rows:
         worst = max(s3_rows, key=lambda r: (r.get("requests") or {}).get("total", 0))
@@ -246,6 +257,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         v.add("8", "s3-requests", "S3 windowed restore: 0 LIST, <= 42 requests at every history length", None, None)
 
+
+def _import_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 8: cold import time."""
     imports = results.get("workloads", {}).get("imports", {})
     if imports.get("ratio") is not None:
         r = imports["ratio"]
@@ -260,6 +274,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         v.add("8", "import", "`import mooring` <= 1/5 of `import strands`", None, None)
 
+
+def _concurrency_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 8: nothing lost under concurrency."""
     rows = [r for r in _rows(results, "concurrency") if r["system"].startswith("mooring")]
     if rows:
         bad = [
@@ -272,25 +289,27 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         v.add("8", "concurrency", "concurrency: 0 lost anywhere (every mooring backend)", None, None)
 
-    # -- issue 9 --------------------------------------------------------------------------------
-    snap = _restore(results, "snapshot-file", big, "full")
+
+def _snapshot_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    """Issue 9: against the snapshot session manager."""
+    snap = _restore(results, "snapshot-file", BIG, "full")
     for system in ("mooring-sqlite", "mooring-postgres"):
         _faster(
             v,
             "9",
             "snapshot-2x",
             f"{system.split('-')[1]} full restore of 10k: >= 2x faster than the snapshot",
-            _restore(results, system, big, "full"),
+            _restore(results, system, BIG, "full"),
             snap,
             2,
             "snapshot",
         )
-    ours = _restore(results, "mooring-file", big, "full")
+    ours = _restore(results, "mooring-file", BIG, "full")
     limit = 2 * snap if snap is not None else None
     _no_slower(
         v, "9", "snapshot-2x", "file full restore of 10k: within 2x of the snapshot", ours, limit, "2x snapshot ms"
     )
-    for size in (100, 1000, big):
+    for size in (100, 1000, BIG):
         _no_slower(
             v,
             "9",
@@ -318,4 +337,16 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             v.add("9", "s3-flat", target, None, None)
         else:
             v.add("9", "s3-flat", target, f"{small:,.0f} -> {large:,.0f} B", _flat(small, large, 200), "grows")
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    v = Verdicts()
+    _restore_targets(v, results)
+    _append_targets(v, results)
+    _turn_targets(v, results)
+    _sql_targets(v, results)
+    _s3_targets(v, results)
+    _import_targets(v, results)
+    _concurrency_targets(v, results)
+    _snapshot_targets(v, results)
     return v.items

@@ -37,15 +37,17 @@ NAMES = [
 ]
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    sizes = [0, 1000] if ctx.quick else [0, 1000, 10000]
-    count = 5 if ctx.quick else 40
-    repeats = ctx.reps(3, 1)
-    names = ["floor", *ctx.available(NAMES[1:])]
-    samples: dict[tuple[str, int], list[float]] = {(n, s): [] for n in names for s in sizes}
+def _setup_failed(exc: Exception) -> str:
+    return f"set-up failed: {type(exc).__name__}: {str(exc)[:160]}"
+
+
+def _seed_stores(
+    ctx: Context, names: list[str], sizes: list[int]
+) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[str, str]]:
+    """Seed each system's stores of 1k and 10k messages once; a system that fails is set aside."""
     errors: dict[str, str] = {}
     specs: dict[tuple[str, int], dict[str, Any]] = {}
-    for name in names[1:]:
+    for name in names:
         for size in sizes:
             if size == 0:
                 continue
@@ -53,30 +55,54 @@ def run(ctx: Context) -> dict[str, Any]:
             try:
                 systems.seed(spec, f"append-{size}", size, window=False)
             except Exception as exc:
-                errors[name] = f"set-up failed: {type(exc).__name__}: {str(exc)[:160]}"
+                errors[name] = _setup_failed(exc)
             specs[(name, size)] = spec
+    return specs, errors
+
+
+def _child_sessions(
+    ctx: Context,
+    name: str,
+    sizes: list[int],
+    specs: dict[tuple[str, int], dict[str, Any]],
+    repeat: int,
+    head: int,
+    errors: dict[str, str],
+) -> list[dict[str, Any]] | None:
+    """What one child appends to, per size (the size-0 store is a new one each repeat); None
+    when that store could not be set up (the reason is in ``errors``)."""
+    items: list[dict[str, Any]] = []
+    for size in sizes:
+        if name == "floor":
+            directory = Path(ctx.root, "floor", str(size))
+            items.append({"existing": size, "dir": str(directory), "head": size + head})
+            continue
+        if size == 0:
+            spec, session = ctx.store(name, f"append-0-{repeat}"), "append-0"
+            try:
+                systems.seed(spec, session, 0, window=False)
+            except Exception as exc:
+                errors[name] = _setup_failed(exc)
+                return None
+        else:
+            spec, session = specs[(name, size)], f"append-{size}"
+        items.append({"existing": size, "store": spec, "session": session})
+    return items
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    sizes = [0, 1000] if ctx.quick else [0, 1000, 10000]
+    count = 5 if ctx.quick else 40
+    repeats = ctx.reps(3, 1)
+    names = ["floor", *ctx.available(NAMES[1:])]
+    samples: dict[tuple[str, int], list[float]] = {(n, s): [] for n in names for s in sizes}
+    specs, errors = _seed_stores(ctx, names[1:], sizes)
     for repeat in range(repeats):
         for name in alternate(names, repeat):
             if name in errors:
                 continue
-            items = []
-            for size in sizes:
-                if name == "floor":
-                    directory = Path(ctx.root, "floor", str(size))
-                    items.append({"existing": size, "dir": str(directory), "head": size + repeat * count})
-                    continue
-                if size == 0:
-                    spec = ctx.store(name, f"append-0-{repeat}")
-                    session = "append-0"
-                    try:
-                        systems.seed(spec, session, 0, window=False)
-                    except Exception as exc:
-                        errors[name] = f"set-up failed: {type(exc).__name__}: {str(exc)[:160]}"
-                        break
-                else:
-                    spec, session = specs[(name, size)], f"append-{size}"
-                items.append({"existing": size, "store": spec, "session": session})
-            if name in errors:
+            items = _child_sessions(ctx, name, sizes, specs, repeat, repeat * count, errors)
+            if items is None:
                 continue
             try:
                 result = ctx.run_child({"op": "append", "system": name, "count": count, "sessions": items})

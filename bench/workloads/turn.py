@@ -78,39 +78,40 @@ def measure(ctx: Context, names: list[str], *, s3: bool = False) -> list[dict[st
                     entry["overhead"].append(with_session - without)
                 entry["runs"].append(item)
         log(f"  turn repeat {repeat + 1}/{repeats} done at {ctx.elapsed():.0f}s")
-    rows = []
-    for name in names:
-        for hist in hists(ctx):
-            for cm in CMS:
-                row: dict[str, Any] = {"system": name, "hist": hist, "cm": cm}
-                entry = collected.get((name, hist, cm))
-                if entry is None:
-                    row["error"] = errors.get(name, "not measured")
-                    rows.append(row)
-                    continue
-                runs = entry["runs"]
-                persisted = [v for run in runs for v in run["persisted"]["seconds"]]
-                baseline = [v for run in runs for v in run["baseline"]["seconds"]]
-                row["overhead_ms"] = summary(entry["overhead"], 1e3)
-                row["with_ms"] = summary(persisted, 1e3)
-                row["without_ms"] = summary(baseline, 1e3)
-                row["held"] = runs[-1]["held"]
-                if systems.SYSTEMS[name].backend in ("file", "sqlite"):
-                    # Bytes sent to a server go through send(), which /proc/self/io does not count.
-                    row["wchar"] = summary([v for run in runs for v in run["persisted"]["wchar"]])
-                stored = [v for run in runs for v in run["persisted"].get("stored_bytes", [])]
-                if stored:
-                    row["stored_bytes"] = summary(stored)
-                puts = [v for run in runs for v in run["persisted"].get("put_bytes", [])]
-                if puts:
-                    row["put_bytes"] = summary(puts)
-                    per_turn = [req for run in runs for req in run["persisted"]["requests"]]
-                    ops = sorted({op for req in per_turn for op in req})
-                    row["requests_per_turn"] = {
-                        op: summary([req.get(op, 0) for req in per_turn])["median"] for op in ops
-                    }
-                rows.append(row)
-    return rows
+    return [
+        _row(name, hist, cm, collected.get((name, hist, cm)), errors)
+        for name in names
+        for hist in hists(ctx)
+        for cm in CMS
+    ]
+
+
+def _row(name: str, hist: int, cm: str, entry: dict[str, Any] | None, errors: dict[str, str]) -> dict[str, Any]:
+    """One (system, history, conversation manager) row from the samples of every repeat."""
+    row: dict[str, Any] = {"system": name, "hist": hist, "cm": cm}
+    if entry is None:
+        row["error"] = errors.get(name, "not measured")
+        return row
+    runs = entry["runs"]
+    persisted = [v for run in runs for v in run["persisted"]["seconds"]]
+    baseline = [v for run in runs for v in run["baseline"]["seconds"]]
+    row["overhead_ms"] = summary(entry["overhead"], 1e3)
+    row["with_ms"] = summary(persisted, 1e3)
+    row["without_ms"] = summary(baseline, 1e3)
+    row["held"] = runs[-1]["held"]
+    if systems.SYSTEMS[name].backend in ("file", "sqlite"):
+        # Bytes sent to a server go through send(), which /proc/self/io does not count.
+        row["wchar"] = summary([v for run in runs for v in run["persisted"]["wchar"]])
+    stored = [v for run in runs for v in run["persisted"].get("stored_bytes", [])]
+    if stored:
+        row["stored_bytes"] = summary(stored)
+    puts = [v for run in runs for v in run["persisted"].get("put_bytes", [])]
+    if puts:
+        row["put_bytes"] = summary(puts)
+        per_turn = [req for run in runs for req in run["persisted"]["requests"]]
+        ops = sorted({op for req in per_turn for op in req})
+        row["requests_per_turn"] = {op: summary([req.get(op, 0) for req in per_turn])["median"] for op in ops}
+    return row
 
 
 def run(ctx: Context) -> dict[str, Any]:

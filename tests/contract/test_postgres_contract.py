@@ -46,7 +46,8 @@ def _fresh_schema() -> Iterator[str]:
 
 class TestPostgresRepository(SessionRepositoryContract):
     @pytest.fixture(scope="class")
-    def repository(self) -> Iterator[SessionRepository]:
+    @classmethod
+    def repository(cls) -> Iterator[SessionRepository]:
         with _fresh_schema() as schema:
             repo = PostgresSessionRepository(POSTGRES_DSN, schema=schema)
             yield repo
@@ -57,7 +58,8 @@ class TestPostgresRepositoryOnCallersPool(SessionRepositoryContract):
     """A pool the application built (not in autocommit mode) works the same way."""
 
     @pytest.fixture(scope="class")
-    def repository(self) -> Iterator[SessionRepository]:
+    @classmethod
+    def repository(cls) -> Iterator[SessionRepository]:
         with _fresh_schema() as schema:
             kwargs: dict[str, Any] = {"prepare_threshold": None}
             with psycopg_pool.ConnectionPool(POSTGRES_DSN, min_size=1, max_size=4, kwargs=kwargs, open=True) as pool:

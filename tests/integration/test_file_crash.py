@@ -75,11 +75,13 @@ def test_one_hundred_kill_nine_trials(tmp_path: Path) -> None:
     repaired = 0
     for trial in range(trials):
         child = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE, text=True)
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(rng.random() * 0.12)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(rng.random() * 0.12)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.communicate()  # reaps the child and closes its stdout pipe
 
         assert _scan_for_torn_records(store) == [], f"trial {trial}: torn record"
         manager = FileSessionManager(session_id="crashy", storage_dir=store, durability="none")

@@ -497,12 +497,14 @@ def test_a_sqlite_lease_held_by_a_killed_process_is_taken_over_at_once(tmp_path:
         "asyncio.run(main())\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    repo = SQLiteSessionRepository(path)
-    with pytest.raises(LeaseTimeoutError):  # a live holder keeps it
-        asyncio.run(repo.acquire_lease("s", "a", ttl=30, wait=0))
-    holder.kill()
-    holder.wait()
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        repo = SQLiteSessionRepository(path)
+        with pytest.raises(LeaseTimeoutError):  # a live holder keeps it
+            asyncio.run(repo.acquire_lease("s", "a", ttl=30, wait=0))
+    finally:
+        holder.kill()
+        holder.communicate()  # reaps the holder and closes its stdout pipe
     # The holder died an hour before its lease would expire: the lease is free now.
     lease = asyncio.run(repo.acquire_lease("s", "a", ttl=30, wait=0))
     asyncio.run(repo.release_lease(lease))

@@ -112,7 +112,7 @@ class HookRegistry:
     def callbacks_for(self, event: HookEvent) -> list[HookCallback]:
         found: list[HookCallback] = []
         for cls in type(event).__mro__:
-            found.extend(self._callbacks.get(cls, []))  # type: ignore[arg-type]
+            found.extend(self._callbacks.get(cls, []))
         return list(reversed(found)) if event.reverse_callbacks else found
 
     async def invoke(self, event: HookEvent) -> None:

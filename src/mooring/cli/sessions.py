@@ -312,54 +312,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
         raise UsageError("--from and --to name the same store; use `mooring sessions fork` to copy within a store")
 
     async def body(source: SessionRepository, target: SessionRepository) -> int:
-        if args.session is not None:
-            session_ids = [args.session]
-            if await source.read_session(args.session) is None:
-                raise SessionNotFoundError(f"session {args.session!r} does not exist in {source.describe()}")
-        else:
-            session_ids = []
-            cursor: str | None = None
-            while True:
-                page = await source.list_sessions(cursor=cursor, limit=500)
-                session_ids.extend(s.session_id for s in page.sessions)
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
-        totals = {sid: await ops.count_messages(source, sid) for sid in session_ids}
-        results: list[dict[str, Any]] = []
-        err = console(stderr=True)
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("messages"),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not err.is_terminal,
-        )
-        with progress:
-            task = progress.add_task("copying", total=sum(totals.values()))
-            for session_id in session_ids:
-                progress.update(task, description=f"copying {session_id}")
-                done = 0
-
-                def advance(count: int) -> None:
-                    nonlocal done
-                    done += count
-                    progress.advance(task, count)
-
-                try:
-                    report = await ops.copy_session(source, session_id, target, on_messages=advance)
-                    results.append({**report.to_dict(), "error": None})
-                except MooringError as exc:
-                    # One broken session must not stop the others; a re-run resumes it.
-                    progress.advance(task, max(totals[session_id] - done, 0))
-                    results.append(
-                        {
-                            **ops.CopyReport(session_id=session_id, target_id=session_id).to_dict(),
-                            "error": " ".join(str(exc).split()),
-                        }
-                    )
+        results = await _copy_sessions(source, target, await _sessions_to_copy(source, args.session))
         failed = sum(1 for r in results if r["error"] is not None)
         copied = sum(r["messages_copied"] for r in results)
         present = sum(r["messages_present"] for r in results)
@@ -376,26 +329,86 @@ def cmd_copy(args: argparse.Namespace) -> int:
             )
         else:
             out = console()
-            table = Table(title=f"{source.describe()} → {target.describe()}", title_justify="left")
-            for column in ("session", "agents", "copied", "already there", "result"):
-                table.add_column(column, overflow="fold")
-            for r in results:
-                if r["error"] is not None:
-                    outcome = Text("failed: " + r["error"], style="red")
-                elif r["messages_copied"] or r["agent_records_written"] or r["created"] or r["multi_agents_written"]:
-                    outcome = Text("copied", style="green")
-                else:
-                    outcome = Text("up to date", style="dim")
-                table.add_row(
-                    r["session_id"], str(r["agents"]), str(r["messages_copied"]), str(r["messages_present"]), outcome
-                )
-            out.print(table)
+            out.print(_copy_table(f"{source.describe()} → {target.describe()}", results))
             out.print(f"{len(results)} session(s), {copied} message(s) copied, {present} already present")
         if failed:
             raise _Failed(f"{failed} of {len(results)} session(s) could not be copied (see above); re-run to resume")
         return 0
 
     return _run(body, args.source, args.target)
+
+
+async def _sessions_to_copy(source: SessionRepository, session_id: str | None) -> list[str]:
+    """The one session asked for (which must exist), else every session in the store."""
+    if session_id is not None:
+        if await source.read_session(session_id) is None:
+            raise SessionNotFoundError(f"session {session_id!r} does not exist in {source.describe()}")
+        return [session_id]
+    session_ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await source.list_sessions(cursor=cursor, limit=500)
+        session_ids.extend(s.session_id for s in page.sessions)
+        cursor = page.next_cursor
+        if cursor is None:
+            return session_ids
+
+
+async def _copy_sessions(
+    source: SessionRepository, target: SessionRepository, session_ids: list[str]
+) -> list[dict[str, Any]]:
+    """Copy each session under a progress bar (on a terminal); a failure is recorded, not raised."""
+    totals = {sid: await ops.count_messages(source, sid) for sid in session_ids}
+    results: list[dict[str, Any]] = []
+    err = console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("messages"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+    )
+    with progress:
+        task = progress.add_task("copying", total=sum(totals.values()))
+        for session_id in session_ids:
+            progress.update(task, description=f"copying {session_id}")
+            done = 0
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
+                progress.advance(task, count)
+
+            try:
+                report = await ops.copy_session(source, session_id, target, on_messages=advance)
+                results.append({**report.to_dict(), "error": None})
+            except MooringError as exc:
+                # One broken session must not stop the others; a re-run resumes it.
+                progress.advance(task, max(totals[session_id] - done, 0))
+                results.append(
+                    {
+                        **ops.CopyReport(session_id=session_id, target_id=session_id).to_dict(),
+                        "error": " ".join(str(exc).split()),
+                    }
+                )
+    return results
+
+
+def _copy_table(title: str, results: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("session", "agents", "copied", "already there", "result"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        if r["error"] is not None:
+            outcome = Text("failed: " + r["error"], style="red")
+        elif r["messages_copied"] or r["agent_records_written"] or r["created"] or r["multi_agents_written"]:
+            outcome = Text("copied", style="green")
+        else:
+            outcome = Text("up to date", style="dim")
+        table.add_row(r["session_id"], str(r["agents"]), str(r["messages_copied"]), str(r["messages_present"]), outcome)
+    return table
 
 
 class _Failed(MooringError):

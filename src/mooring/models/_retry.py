@@ -12,7 +12,7 @@ import logging
 import random
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -99,12 +99,26 @@ class LoopLocal(Generic[T]):
     ``Agent.__call__`` runs every invocation in a fresh loop; a client shared across loops would
     hand the new loop kept-alive connections of a closed one. ``first`` (built eagerly, so that
     configuration errors surface at construction) serves the first loop that asks.
+
+    With ``close``, each client is closed by its loop's shutdown (``asyncio.run`` closes the
+    loop's open async generators before it closes the loop), since its kept-alive connections
+    must not outlive the loop that owns their sockets. Without it (a caller's client), closing
+    stays the caller's business.
     """
 
-    def __init__(self, factory: Callable[[], T], first: T | None = None) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], T],
+        first: T | None = None,
+        *,
+        close: Callable[[T], Awaitable[object]] | None = None,
+    ) -> None:
         self._factory = factory
         self._first = first
+        self._close = close
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = weakref.WeakKeyDictionary()
+        # A loop holds its async generators weakly, so the closers are kept here until they ran.
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = {}
         self._lock = threading.Lock()
 
     def get(self) -> T:
@@ -118,7 +132,45 @@ class LoopLocal(Generic[T]):
                 else:
                     client = self._factory()
                 self._clients[loop] = client
+                if self._close is not None:
+                    self._forget_closed_loops()
+                    self._closers[loop] = self._start_closer(loop, self._close, client)
             return client
+
+    def _start_closer(
+        self, loop: asyncio.AbstractEventLoop, close: Callable[[T], Awaitable[object]], client: T
+    ) -> AsyncGenerator[None, None]:
+        """An async generator, started on ``loop``, whose ``finally`` closes ``client``.
+
+        Starting it registers it with the loop (through the ``firstiter`` hook the running loop
+        installs), and ``loop.shutdown_asyncgens()`` closes it while the loop still runs.
+        """
+
+        async def closer() -> AsyncGenerator[None, None]:
+            try:
+                yield
+            finally:
+                try:
+                    await close(client)
+                finally:
+                    with self._lock:
+                        self._closers.pop(loop, None)
+                        self._clients.pop(loop, None)
+
+        generator = closer()
+        # The body does not suspend before its ``yield``, so the first step finishes at once
+        # (StopIteration) without awaiting, and get() stays synchronous.
+        try:
+            generator.asend(None).send(None)
+        except StopIteration:
+            pass
+        return generator
+
+    def _forget_closed_loops(self) -> None:
+        """Drop the closers of loops closed without ``shutdown_asyncgens`` (not ``asyncio.run``):
+        their clients can no longer be closed cleanly, and the closers would keep the loops alive."""
+        for loop in [loop for loop in self._closers if loop.is_closed()]:
+            del self._closers[loop]
 
 
 # -- content helpers shared by the providers that do not speak Converse natively ----------------

@@ -111,7 +111,7 @@ class AnthropicModel(RetryingProvider):
         if first.api_key is None and first.auth_token is None and first.credentials is None:
             raise ModelNotAvailableError(NO_API_KEY_MESSAGE)
         self.base_url = str(first.base_url)
-        self._clients = LoopLocal(build, first)
+        self._clients = LoopLocal(build, first, close=lambda c: c.close())
 
     def __repr__(self) -> str:
         return f"AnthropicModel({self.model_id!r}, base_url={self.base_url!r})"

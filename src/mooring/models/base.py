@@ -105,33 +105,10 @@ class StreamAssembler:
     def feed(self, event: StreamEvent) -> str | None:
         """Consume one event; returns any answer text it carried (for streaming to the user)."""
         if "contentBlockStart" in event:
-            self._close()
-            start = event["contentBlockStart"].get("start", {})
-            if "toolUse" in start:
-                self._kind, self._tool, self._tool_input = "toolUse", dict(start["toolUse"]), ""
-            return None
-        if "contentBlockDelta" in event:
-            delta = event["contentBlockDelta"]["delta"]
-            if "text" in delta:
-                if self._kind not in (None, "text"):
-                    self._close()
-                self._kind = "text"
-                self._text += delta["text"]
-                return str(delta["text"])
-            if "toolUse" in delta:
-                self._kind = "toolUse"
-                self._tool_input += delta["toolUse"].get("input", "")
-            elif "reasoningContent" in delta:
-                if self._kind != "reasoning":
-                    self._close()
-                    self._kind, self._reasoning = "reasoning", {"text": ""}
-                assert self._reasoning is not None
-                rc = delta["reasoningContent"]
-                self._reasoning["text"] += rc.get("text", "")
-                if "signature" in rc:
-                    self._reasoning["signature"] = rc["signature"]
-            return None
-        if "contentBlockStop" in event:
+            self._start_block(event["contentBlockStart"].get("start", {}))
+        elif "contentBlockDelta" in event:
+            return self._add_delta(event["contentBlockDelta"]["delta"])
+        elif "contentBlockStop" in event:
             self._close()
         elif "messageStop" in event:
             self._close()
@@ -141,13 +118,42 @@ class StreamAssembler:
             if usage:
                 self.usage = {k: int(usage.get(k, 0)) for k in ("inputTokens", "outputTokens", "totalTokens")}
         elif "redactContent" in event:
-            redact = event["redactContent"]
-            if "redactUserContentMessage" in redact:
-                self.redaction = redact["redactUserContentMessage"]
-            if "redactAssistantContentMessage" in redact:
-                self._close()
-                self.content = [{"text": redact["redactAssistantContentMessage"]}]
+            self._redact(event["redactContent"])
         return None
+
+    def _start_block(self, start: dict[str, Any]) -> None:
+        self._close()
+        if "toolUse" in start:
+            self._kind, self._tool, self._tool_input = "toolUse", dict(start["toolUse"]), ""
+
+    def _add_delta(self, delta: dict[str, Any]) -> str | None:
+        if "text" in delta:
+            if self._kind not in (None, "text"):
+                self._close()
+            self._kind = "text"
+            self._text += delta["text"]
+            return str(delta["text"])
+        if "toolUse" in delta:
+            self._kind = "toolUse"
+            self._tool_input += delta["toolUse"].get("input", "")
+        elif "reasoningContent" in delta:
+            self._add_reasoning(delta["reasoningContent"])
+        return None
+
+    def _add_reasoning(self, rc: dict[str, Any]) -> None:
+        if self._kind != "reasoning" or self._reasoning is None:
+            self._close()
+            self._kind, self._reasoning = "reasoning", {"text": ""}
+        self._reasoning["text"] += rc.get("text", "")
+        if "signature" in rc:
+            self._reasoning["signature"] = rc["signature"]
+
+    def _redact(self, redact: dict[str, Any]) -> None:
+        if "redactUserContentMessage" in redact:
+            self.redaction = redact["redactUserContentMessage"]
+        if "redactAssistantContentMessage" in redact:
+            self._close()
+            self.content = [{"text": redact["redactAssistantContentMessage"]}]
 
     def _close(self) -> None:
         if self._kind == "text":

@@ -125,7 +125,7 @@ class OpenAIModel(RetryingProvider):
 
         first = build()
         self.base_url = str(first.base_url)
-        self._clients = LoopLocal(build, first)
+        self._clients = LoopLocal(build, first, close=lambda c: c.close())
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model_id!r}, base_url={self.base_url!r})"

@@ -18,7 +18,7 @@ tell a complete export from a truncated one.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,8 +152,8 @@ class SessionSnapshot:
 
 def read_export(lines: Iterable[str], where: str = "export") -> SessionSnapshot:
     """Parse and fully validate an export; ``CorruptRecordError`` names the bad line."""
-    snapshot: SessionSnapshot | None = None
     header_seen = False
+    snapshot: SessionSnapshot | None = None
     ended: dict[str, Any] | None = None
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -161,57 +161,90 @@ def read_export(lines: Iterable[str], where: str = "export") -> SessionSnapshot:
         at = f"{where}:{number}"
         if ended is not None:
             raise CorruptRecordError(f"{at}: data after the end record")
-        try:
-            item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CorruptRecordError(f"{at}: not valid JSON ({exc})") from exc
-        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            raise CorruptRecordError(f"{at}: expected a JSON object with a 'type'")
+        item = _parse_line(raw, at)
         kind = item["type"]
         if not header_seen:
-            if kind != EXPORT_TYPE:
-                raise CorruptRecordError(f"{at}: not a mooring export (the first line must have type {EXPORT_TYPE!r})")
-            version = item.get("version")
-            if version != EXPORT_VERSION:
-                raise CorruptRecordError(
-                    f"{at}: export format version {version!r} is not supported (this mooring reads {EXPORT_VERSION})"
-                )
+            _check_header(item, at)
             header_seen = True
-            continue
-        if kind == "session":
+        elif kind == "session":
             if snapshot is not None:
                 raise CorruptRecordError(f"{at}: a second session record")
             snapshot = SessionSnapshot(session=SessionRecord.from_dict(item.get("record"), at))
-            continue
-        if snapshot is None:
+        elif snapshot is None:
             raise CorruptRecordError(f"{at}: {kind!r} record before the session record")
-        if kind == "agent":
-            record = AgentRecord.from_dict(item.get("record"), at)
-            if record.agent_id in snapshot.agents:
-                raise CorruptRecordError(f"{at}: agent {record.agent_id!r} appears twice")
-            declared = item.get("messages")
-            if not isinstance(declared, int) or declared < 0:
-                raise CorruptRecordError(f"{at}: 'messages' must be a non-negative integer")
-            snapshot.agents[record.agent_id] = _SnapshotAgent(record=record, declared=declared)
-        elif kind == "message":
-            agent = snapshot.agents.get(str(item.get("agent_id")))
-            if agent is None:
-                raise CorruptRecordError(f"{at}: message for agent {item.get('agent_id')!r} before its agent record")
-            message = MessageRecord.from_dict(item.get("record"), at, expected_id=len(agent.messages))
-            agent.messages.append(message)
-        elif kind == "multi_agent":
-            multi = MultiAgentRecord.from_dict(item.get("record"), at)
-            snapshot.multi_agents[multi.multi_agent_id] = multi
         elif kind == "end":
             ended = item
         else:
-            raise CorruptRecordError(f"{at}: unknown record type {kind!r}")
+            _add_record(snapshot, kind, item, at)
     if not header_seen:
         raise CorruptRecordError(f"{where}: empty file, not a mooring export")
     if snapshot is None:
         raise CorruptRecordError(f"{where}: no session record")
     if ended is None:
         raise CorruptRecordError(f"{where}: no end record; the export is truncated")
+    _check_complete(snapshot, ended, where)
+    return snapshot
+
+
+def _parse_line(raw: str, at: str) -> dict[str, Any]:
+    try:
+        item = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CorruptRecordError(f"{at}: not valid JSON ({exc})") from exc
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+        raise CorruptRecordError(f"{at}: expected a JSON object with a 'type'")
+    return item
+
+
+def _check_header(item: dict[str, Any], at: str) -> None:
+    if item["type"] != EXPORT_TYPE:
+        raise CorruptRecordError(f"{at}: not a mooring export (the first line must have type {EXPORT_TYPE!r})")
+    version = item.get("version")
+    if version != EXPORT_VERSION:
+        raise CorruptRecordError(
+            f"{at}: export format version {version!r} is not supported (this mooring reads {EXPORT_VERSION})"
+        )
+
+
+def _add_agent(snapshot: SessionSnapshot, item: dict[str, Any], at: str) -> None:
+    record = AgentRecord.from_dict(item.get("record"), at)
+    if record.agent_id in snapshot.agents:
+        raise CorruptRecordError(f"{at}: agent {record.agent_id!r} appears twice")
+    declared = item.get("messages")
+    if not isinstance(declared, int) or declared < 0:
+        raise CorruptRecordError(f"{at}: 'messages' must be a non-negative integer")
+    snapshot.agents[record.agent_id] = _SnapshotAgent(record=record, declared=declared)
+
+
+def _add_message(snapshot: SessionSnapshot, item: dict[str, Any], at: str) -> None:
+    agent = snapshot.agents.get(str(item.get("agent_id")))
+    if agent is None:
+        raise CorruptRecordError(f"{at}: message for agent {item.get('agent_id')!r} before its agent record")
+    agent.messages.append(MessageRecord.from_dict(item.get("record"), at, expected_id=len(agent.messages)))
+
+
+def _add_multi_agent(snapshot: SessionSnapshot, item: dict[str, Any], at: str) -> None:
+    multi = MultiAgentRecord.from_dict(item.get("record"), at)
+    snapshot.multi_agents[multi.multi_agent_id] = multi
+
+
+# The records that may follow the session record, by their "type".
+_RECORD_READERS: Mapping[str, Callable[[SessionSnapshot, dict[str, Any], str], None]] = {
+    "agent": _add_agent,
+    "message": _add_message,
+    "multi_agent": _add_multi_agent,
+}
+
+
+def _add_record(snapshot: SessionSnapshot, kind: str, item: dict[str, Any], at: str) -> None:
+    reader = _RECORD_READERS.get(kind)
+    if reader is None:
+        raise CorruptRecordError(f"{at}: unknown record type {kind!r}")
+    reader(snapshot, item, at)
+
+
+def _check_complete(snapshot: SessionSnapshot, ended: dict[str, Any], where: str) -> None:
+    """Every agent holds the messages it declared and the end record counts what was read."""
     for agent_id, agent in snapshot.agents.items():
         if len(agent.messages) != agent.declared:
             raise CorruptRecordError(
@@ -221,7 +254,6 @@ def read_export(lines: Iterable[str], where: str = "export") -> SessionSnapshot:
     counts = (len(snapshot.agents), snapshot.message_count, len(snapshot.multi_agents))
     if (ended.get("agents"), ended.get("messages"), ended.get("multi_agents")) != counts:
         raise CorruptRecordError(f"{where}: the end record's counts do not match the records in the file")
-    return snapshot
 
 
 async def import_session(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sys
 from typing import Any
@@ -304,8 +305,15 @@ def test_a_client_you_pass_is_used_with_its_retries_off(wire: WireServer) -> Non
     client = anthropic.AsyncAnthropic(api_key="sk-ant-own", base_url=wire.url)  # SDK default: 2 retries
     model = AnthropicModel(MODEL, client=client, max_retries=0)
 
+    async def stream_then_close() -> None:
+        try:
+            async for _ in model.stream([{"role": "user", "content": [{"text": "Hi"}]}]):
+                pass
+        finally:
+            await client.close()  # a caller's client is the caller's to close, on the loop it used
+
     with pytest.raises(ModelThrottledError):
-        run_stream(model)
+        asyncio.run(stream_then_close())
 
     assert len(wire.requests) == 1
     assert sent_key(wire.requests[0].headers) == "sk-ant-own"

@@ -3,6 +3,7 @@ the chat-completions SSE format."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sys
 from typing import Any
@@ -298,8 +299,15 @@ def test_a_client_you_pass_is_used_with_its_retries_off(wire: WireServer) -> Non
     client = openai.AsyncOpenAI(api_key="sk-own", base_url=f"{wire.url}/v1")  # SDK default: 2 retries
     model = OpenAIModel(MODEL, client=client, max_retries=0)
 
+    async def stream_then_close() -> None:
+        try:
+            async for _ in model.stream([{"role": "user", "content": [{"text": "Hi"}]}]):
+                pass
+        finally:
+            await client.close()  # a caller's client is the caller's to close, on the loop it used
+
     with pytest.raises(ModelThrottledError):
-        run_stream(model)
+        asyncio.run(stream_then_close())
 
     assert len(wire.requests) == 1
     assert wire.requests[0].headers["authorization"] == "Bearer sk-own"

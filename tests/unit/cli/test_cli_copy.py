@@ -14,8 +14,9 @@ from strands import Agent as StrandsAgent
 from strands import tool as strands_tool
 from strands.session.file_session_manager import FileSessionManager as StrandsFileSessionManager
 
+from mooring.cli.sessions import _sessions_to_copy
 from mooring.errors import ConflictError
-from mooring.session import FileSessionRepository, MultiAgentRecord
+from mooring.session import FileSessionRepository, InMemorySessionRepository, MultiAgentRecord, SessionRecord
 from mooring.session.ops import copy_session
 
 from helpers.strands_model import OfflineStrandsModel
@@ -174,6 +175,33 @@ def test_copy_never_overwrites_a_diverged_destination(store: Path, tmp_path: Pat
     assert "diverged" in report["s1"]["error"] and "message 3" in report["s1"]["error"]
     assert report["s2"]["error"] is None and report["s2"]["messages_copied"] == 2
     assert [m["content"][0]["text"] for m in stored_messages(target, "s1")][2] == "something else"
+
+
+def test_the_table_shows_each_session_s_outcome(store: Path, tmp_path: Path, cli: Cli) -> None:
+    write_session(store, "s1", [("one", ["1"]), ("two", ["2"])])
+    target = tmp_path / "target"
+    write_session(target, "s1", [("one", ["1"]), ("something else", ["x"])])
+    write_session(store, "s2", [("fine", ["ok"])])
+    assert cli("sessions", "copy", "--from", str(store), "--to", str(target), "--session", "s2")[0] == 0
+    write_session(store, "s3", [("new", ["yes"])])
+
+    code, out, err = cli("sessions", "copy", "--from", str(store), "--to", str(target))
+    assert code == 1 and "1 of 3 session(s) could not be copied" in err
+    rows = {line.split()[1]: line for line in out.splitlines() if line.split()[1:2] in (["s1"], ["s2"], ["s3"])}
+    assert "failed:" in rows["s1"] and "up to date" in rows["s2"] and "copied" in rows["s3"]
+    assert "3 session(s), 2 message(s) copied" in out
+
+
+def test_copy_lists_every_session_past_the_first_page() -> None:
+    repository = InMemorySessionRepository()
+    ids = [f"s{i:04d}" for i in range(1201)]  # three pages of 500
+
+    async def listed() -> list[str]:
+        for session_id in ids:
+            await repository.create_session(SessionRecord(session_id=session_id))
+        return await _sessions_to_copy(repository, None)
+
+    assert sorted(asyncio.run(listed())) == ids
 
 
 def test_copy_carries_multi_agent_records(store: Path, tmp_path: Path, cli: Cli) -> None:

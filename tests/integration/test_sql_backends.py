@@ -29,8 +29,8 @@ from mooring.session.backends.sql.migrations import MIGRATIONS, SCHEMA_VERSION, 
 from mooring.session.backends.sql.sqlite import SQLiteSessionManager, SQLiteSessionRepository
 from mooring.session.records import AgentRecord, MessageRecord, SessionRecord
 from mooring.session.repository import SessionRepository
+from mooring.testing import SameSessionTrialContract
 
-from helpers.concurrency import run_trial
 from helpers.services import POSTGRES_DSN, require_service
 
 try:
@@ -75,12 +75,10 @@ def sqlite_repo(tmp_path: Path) -> Iterator[SQLiteSessionRepository]:
 
 
 @pytest.mark.slow
-def test_sqlite_eight_processes_share_one_session(tmp_path: Path) -> None:
-    report = run_trial(f"sqlite:///{tmp_path / 'trial.db'}", "busy-session", processes=8, turns=25)
-    print(f"sqlite 8x25 trial: {report.wall_seconds:.2f}s wall")
-    assert report.problems == []
-    assert report.messages == 8 * 25 * 4
-    assert report.counter == 200
+class TestSQLiteSameSession(SameSessionTrialContract):
+    @pytest.fixture
+    def trial_store(self, tmp_path: Path) -> str:
+        return f"sqlite:///{tmp_path / 'trial.db'}"
 
 
 def test_sqlite_file_is_private_and_in_wal_mode(sqlite_repo: SQLiteSessionRepository) -> None:
@@ -235,12 +233,10 @@ def _with_param(dsn: str, **params: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_postgres_eight_processes_share_one_session(pg_schema: str) -> None:
-    report = run_trial(_with_param(POSTGRES_DSN, schema=pg_schema), "busy-session", processes=8, turns=25)
-    print(f"postgres 8x25 trial: {report.wall_seconds:.2f}s wall")
-    assert report.problems == []
-    assert report.messages == 8 * 25 * 4
-    assert report.counter == 200
+class TestPostgresSameSession(SameSessionTrialContract):
+    @pytest.fixture
+    def trial_store(self, pg_schema: str) -> str:
+        return _with_param(POSTGRES_DSN, schema=pg_schema)
 
 
 @pytest.mark.postgres

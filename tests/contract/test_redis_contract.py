@@ -44,8 +44,12 @@ class TestRedisRepository(SessionRepositoryContract):
     def repository(self) -> Iterator[RedisSessionRepository]:
         yield from _repository(ttl=None)
 
+    @pytest.fixture
+    def ttl_repository(self, session_ttl: float) -> Iterator[RedisSessionRepository]:
+        yield from _repository(ttl=session_ttl)
 
-class TestRedisRepositoryWithTTL(SessionRepositoryContract):
+
+class TestRedisRepositoryWithTTL(TestRedisRepository):
     """The same contract with a session TTL, so every write also runs the expiry refresh."""
 
     @pytest.fixture

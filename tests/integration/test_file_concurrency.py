@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.concurrency import run_trial
+from mooring.testing import SameSessionTrialContract
 
 
 @pytest.mark.slow
-def test_eight_processes_share_one_session(tmp_path: Path) -> None:
-    report = run_trial(f"file://{tmp_path / 'store'}", "busy-session", processes=8, turns=25)
-    assert report.problems == []
-    assert report.messages == 8 * 25 * 4
-    assert report.counter == 200
+class TestFileSameSession(SameSessionTrialContract):
+    @pytest.fixture
+    def trial_store(self, tmp_path: Path) -> str:
+        return f"file://{tmp_path / 'store'}"

@@ -25,8 +25,8 @@ from mooring.errors import (
 from mooring.models import message_to_events
 from mooring.session import open_repository
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from mooring.testing import SameSessionTrialContract
 
-from helpers.concurrency import run_trial
 from helpers.services import REDIS_URL, require_service
 
 redis = pytest.importorskip("redis")
@@ -88,11 +88,10 @@ async def _populate(repo: RedisSessionRepository, sid: str, agents: tuple[str, .
 
 
 @pytest.mark.slow
-def test_eight_processes_share_one_session(prefix: str) -> None:
-    report = run_trial(f"redis://127.0.0.1:6379/15?prefix={prefix}", "busy-session", processes=8, turns=25)
-    assert report.problems == []
-    assert report.messages == 8 * 25 * 4
-    assert report.counter == 200
+class TestRedisSameSession(SameSessionTrialContract):
+    @pytest.fixture
+    def trial_store(self, prefix: str) -> str:
+        return f"{REDIS_URL}?prefix={prefix}"
 
 
 # -- keys ---------------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ from mooring.models import ScriptedModel
 from mooring.session import FileSessionRepository, open_repository
 from mooring.session.backends.s3.repository import S3SessionManager, S3SessionRepository
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from mooring.testing import SameSessionTrialContract
 
-from helpers.concurrency import run_trial
 from helpers.s3server import ACCESS_KEY, REGION, SECRET_KEY, MotoS3, start_moto_server
 
 pytestmark = pytest.mark.s3
@@ -545,11 +545,10 @@ def test_open_repository_builds_it_from_a_url(moto_s3: MotoS3, bucket: str, monk
 
 
 @pytest.mark.slow
-def test_eight_processes_share_one_session(moto_s3: MotoS3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    url = f"s3://{bucket}/trial?endpoint_url={moto_s3.endpoint_url}&region_name={REGION}"
-    report = run_trial(url, "busy-session", processes=8, turns=25)
-    assert report.problems == []
-    assert report.messages == 8 * 25 * 4
-    assert report.counter == 200
+class TestS3SameSession(SameSessionTrialContract):
+    @pytest.fixture
+    def trial_store(self, moto_s3: MotoS3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+        # The processes are spawned with this environment, so they find the credentials too.
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        return f"s3://{bucket}/trial?endpoint_url={moto_s3.endpoint_url}&region_name={REGION}"

@@ -1,5 +1,9 @@
 """SQLite and PostgreSQL backends beyond the contract: many processes, migrations, failures.
 
+What both SQL backends must do is written once in :class:`SQLBackendSuite`; ``TestSQLite``
+and ``TestPostgres`` only say how to reach their database. Tests that concern one engine
+alone (WAL mode, PgBouncer safety, killed connections) follow their class.
+
 PostgreSQL tests each use a random schema (dropped afterwards) and only ever terminate the
 server connections they opened themselves.
 """
@@ -25,12 +29,13 @@ import pytest
 from mooring import Agent
 from mooring.errors import ConfigurationError, CorruptRecordError, LeaseTimeoutError, StorageUnavailableError
 from mooring.session import open_repository
-from mooring.session.backends.sql.migrations import MIGRATIONS, SCHEMA_VERSION, migrate_sqlite
+from mooring.session.backends.sql.migrations import MIGRATIONS, SCHEMA_VERSION, migrate_postgres, migrate_sqlite
 from mooring.session.backends.sql.sqlite import SQLiteSessionManager, SQLiteSessionRepository
+from mooring.session.manager import SessionManager
 from mooring.session.records import AgentRecord, MessageRecord, SessionRecord
 from mooring.session.repository import SessionRepository
+from mooring.testing import SameSessionTrialContract
 
-from helpers.concurrency import run_trial
 from helpers.services import POSTGRES_DSN, require_service
 
 try:
@@ -55,153 +60,195 @@ async def _session_with_agent(repo: SessionRepository, sid: str = "s1", agent_id
     return sid
 
 
-async def _restore_window(repo: SessionRepository) -> list[int]:
-    sid = await _session_with_agent(repo, "long-lived")
-    for start in range(0, 10_000, 1_000):
-        await repo.append_messages(sid, "agent", [_msg(i) for i in range(start, start + 1_000)])
-    assert await repo.message_head(sid, "agent", hint=9_000) == 10_000
-    records = await repo.read_messages(sid, "agent", 9_960, 10_000)
-    return [r.message_id for r in records]
+def _with_param(dsn: str, **params: str) -> str:
+    return dsn + ("&" if "?" in dsn else "?") + "&".join(f"{k}={v}" for k, v in params.items())
 
 
-# -- SQLite ---------------------------------------------------------------------------------------
+# -- how the shared tests reach each database ----------------------------------------------------
+
+
+class Database:
+    """One SQL store owned by one test: repositories on it, and raw access for tampering."""
+
+    # What a hand edit leaves in a record's data column (each engine accepts different junk).
+    bad_data: str
+    # The driver error that an unreachable store chains as the cause.
+    unreachable_cause: type[BaseException]
+
+    def __init__(self) -> None:
+        self._opened: list[SessionRepository] = []
+
+    def _open(self, **options: Any) -> SessionRepository:
+        raise NotImplementedError
+
+    def repository(self, **options: Any) -> SessionRepository:
+        """A new repository on this database, closed when the test ends."""
+        repo = self._open(**options)
+        self._opened.append(repo)
+        return repo
+
+    def url(self) -> str:
+        raise NotImplementedError
+
+    def manager(self, session_id: str) -> SessionManager:
+        raise NotImplementedError
+
+    def unreachable(self) -> SessionRepository:
+        raise NotImplementedError
+
+    def applied_migrations(self) -> list[tuple[Any, ...]]:
+        """(name, version, applied_at) rows of the migrations table, by version."""
+        raise NotImplementedError
+
+    def migrate_again(self) -> list[str]:
+        raise NotImplementedError
+
+    def record_newer_migration(self) -> None:
+        """What a newer mooring would leave behind after migrating this database."""
+        raise NotImplementedError
+
+    def corrupt(self, table: str, session_id: str, message_id: int | None = None) -> None:
+        """Overwrite the data of ``table``'s rows in the session (one message when given)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for repo in self._opened:
+            asyncio.run(repo.close())
+
+
+class SQLiteDatabase(Database):
+    bad_data = '{"message": {"role": '
+    unreachable_cause = OSError
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def _open(self, **options: Any) -> SessionRepository:
+        return SQLiteSessionRepository(self.path, **options)
+
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def manager(self, session_id: str) -> SessionManager:
+        manager = SQLiteSessionManager(session_id, path=self.path)
+        self._opened.append(manager.repository)
+        return manager
+
+    def unreachable(self) -> SessionRepository:
+        blocker = self.path.parent / "not-a-dir"
+        blocker.write_text("a file where the directory should be")
+        repo = SQLiteSessionRepository(blocker / "sessions.db")
+        self._opened.append(repo)
+        return repo
+
+    def _admin(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, isolation_level=None)
+
+    def applied_migrations(self) -> list[tuple[Any, ...]]:
+        conn = self._admin()
+        try:
+            return conn.execute("SELECT name, version, applied_at FROM mooring_migrations ORDER BY version").fetchall()
+        finally:
+            conn.close()
+
+    def migrate_again(self) -> list[str]:
+        conn = self._admin()
+        try:
+            return migrate_sqlite(conn, "test")
+        finally:
+            conn.close()
+
+    def record_newer_migration(self) -> None:
+        conn = self._admin()
+        try:
+            conn.execute(
+                "INSERT INTO mooring_migrations (name, version, applied_at) VALUES (?, ?, ?)",
+                ("9999_from_the_future", SCHEMA_VERSION + 1, "2999-01-01T00:00:00+00:00"),
+            )
+        finally:
+            conn.close()
+
+    def corrupt(self, table: str, session_id: str, message_id: int | None = None) -> None:
+        where = "session_id = ?"
+        params: list[Any] = [self.bad_data, session_id]
+        if message_id is not None:
+            where += " AND message_id = ?"
+            params.append(message_id)
+        conn = self._admin()
+        try:
+            conn.execute(f"UPDATE mooring_{table} SET data = ? WHERE {where}", params)
+        finally:
+            conn.close()
+
+
+class PostgresDatabase(Database):
+    bad_data = '"just a string"'  # JSONB accepts only valid JSON, but not every JSON is a record
+    unreachable_cause = psycopg.OperationalError if psycopg is not None else Exception
+
+    def __init__(self, schema: str) -> None:
+        super().__init__()
+        self.schema = schema
+
+    def _open(self, dsn: str = POSTGRES_DSN, **options: Any) -> SessionRepository:
+        from mooring.session.backends.sql.postgres import PostgresSessionRepository
+
+        return PostgresSessionRepository(dsn, schema=self.schema, **options)
+
+    def url(self) -> str:
+        return _with_param(POSTGRES_DSN, schema=self.schema)
+
+    def manager(self, session_id: str) -> SessionManager:
+        from mooring.session.backends.sql.postgres import PostgresSessionManager
+
+        manager = PostgresSessionManager(session_id, POSTGRES_DSN, schema=self.schema)
+        self._opened.append(manager.repository)
+        return manager
+
+    def unreachable(self) -> SessionRepository:
+        return self.repository(dsn="postgresql://postgres@127.0.0.1:1/test", timeout=1)
+
+    def _table(self, name: str) -> Any:
+        return psycopg.sql.SQL("{}.{}").format(psycopg.sql.Identifier(self.schema), psycopg.sql.Identifier(name))
+
+    def applied_migrations(self) -> list[tuple[Any, ...]]:
+        query = psycopg.sql.SQL("SELECT name, version, applied_at FROM {} ORDER BY version")
+        with admin() as conn:
+            return conn.execute(query.format(self._table("mooring_migrations"))).fetchall()
+
+    def migrate_again(self) -> list[str]:
+        with psycopg.connect(POSTGRES_DSN) as conn:  # one transaction, committed on leaving
+            return migrate_postgres(conn, self.schema, "test")
+
+    def record_newer_migration(self) -> None:
+        with admin() as conn:
+            conn.execute(
+                psycopg.sql.SQL("INSERT INTO {} (name, version) VALUES (%s, %s)").format(
+                    self._table("mooring_migrations")
+                ),
+                ("9999_from_the_future", SCHEMA_VERSION + 1),
+            )
+
+    def corrupt(self, table: str, session_id: str, message_id: int | None = None) -> None:
+        statement = psycopg.sql.SQL("UPDATE {} SET data = %s WHERE session_id = %s").format(self._table(table))
+        params: list[Any] = [self.bad_data, session_id]
+        if message_id is not None:
+            statement += psycopg.sql.SQL(" AND message_id = %s")
+            params.append(message_id)
+        with admin() as conn:
+            conn.execute(statement, params)
+
+
+def admin() -> Any:
+    return psycopg.connect(POSTGRES_DSN, autocommit=True)
 
 
 @pytest.fixture
-def sqlite_repo(tmp_path: Path) -> Iterator[SQLiteSessionRepository]:
-    repo = SQLiteSessionRepository(tmp_path / "sessions.db")
-    yield repo
-    asyncio.run(repo.close())
-
-
-@pytest.mark.slow
-def test_sqlite_eight_processes_share_one_session(tmp_path: Path) -> None:
-    report = run_trial(f"sqlite:///{tmp_path / 'trial.db'}", "busy-session", processes=8, turns=25)
-    print(f"sqlite 8x25 trial: {report.wall_seconds:.2f}s wall")
-    assert report.problems == []
-    assert report.messages == 8 * 25 * 4
-    assert report.counter == 200
-
-
-def test_sqlite_file_is_private_and_in_wal_mode(sqlite_repo: SQLiteSessionRepository) -> None:
-    asyncio.run(sqlite_repo.create_session(SessionRecord(session_id="s")))
-    assert stat.S_IMODE(os.stat(sqlite_repo.path).st_mode) == 0o600
-    with sqlite3.connect(sqlite_repo.path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def test_sqlite_migrations_apply_once_and_refuse_a_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / "m.db"
-    repo = SQLiteSessionRepository(path)
-    asyncio.run(repo.create_session(SessionRecord(session_id="kept")))
-    with sqlite3.connect(path) as conn:
-        applied = conn.execute("SELECT name, version, applied_at FROM mooring_migrations ORDER BY version").fetchall()
-    assert [(name, version) for name, version, _ in applied] == [(m.name, m.version) for m in MIGRATIONS]
-
-    # A second open finds everything applied and changes nothing.
-    again = SQLiteSessionRepository(path)
-    assert asyncio.run(again.read_session("kept")) is not None
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        assert migrate_sqlite(conn, "test") == []
-        assert conn.execute("SELECT name, version, applied_at FROM mooring_migrations ORDER BY version").fetchall() == (
-            applied
-        )
-        # A newer mooring migrated this database: this one must not touch it.
-        conn.execute(
-            "INSERT INTO mooring_migrations (name, version, applied_at) VALUES (?, ?, ?)",
-            ("9999_from_the_future", SCHEMA_VERSION + 1, "2999-01-01T00:00:00+00:00"),
-        )
-    finally:
-        conn.close()
-    newer = SQLiteSessionRepository(path)
-    with pytest.raises(ConfigurationError, match=NEWER_REFUSED):
-        asyncio.run(newer.read_session("kept"))
-    for r in (repo, again, newer):
-        asyncio.run(r.close())
-
-
-def test_sqlite_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
-    path = tmp_path / "race.db"
-    repos = [SQLiteSessionRepository(path) for _ in range(8)]
-    start = threading.Barrier(len(repos))
-
-    def first_use(repo: SQLiteSessionRepository) -> int:
-        start.wait()
-        return len(asyncio.run(repo.list_sessions()).sessions)
-
-    with ThreadPoolExecutor(len(repos)) as pool:
-        assert list(pool.map(first_use, repos)) == [0] * len(repos)
-    with sqlite3.connect(path) as conn:
-        names = [r[0] for r in conn.execute("SELECT name FROM mooring_migrations")]
-    assert sorted(names) == sorted(m.name for m in MIGRATIONS)
-    for repo in repos:
-        asyncio.run(repo.close())
-
-
-def test_sqlite_corrupt_rows_name_the_record(sqlite_repo: SQLiteSessionRepository) -> None:
-    async def setup() -> None:
-        await _session_with_agent(sqlite_repo, "hand-edited")
-        await sqlite_repo.append_messages("hand-edited", "agent", [_msg(0), _msg(1), _msg(2)])
-
-    asyncio.run(setup())
-    conn = sqlite3.connect(sqlite_repo.path, isolation_level=None)
-    try:
-        conn.execute('UPDATE mooring_messages SET data = \'{"message": {"role": \' WHERE message_id = 1')
-        conn.execute("UPDATE mooring_agents SET data = 'not json at all'")
-    finally:
-        conn.close()
-    with pytest.raises(CorruptRecordError) as info:
-        asyncio.run(sqlite_repo.read_messages("hand-edited", "agent"))
-    assert all(part in str(info.value) for part in ("'hand-edited'", "'agent'", "message 1"))
-    # The records around it still read, and rewriting the bad one repairs it.
-    assert [r.message_id for r in asyncio.run(sqlite_repo.read_messages("hand-edited", "agent", 2))] == [2]
-    asyncio.run(sqlite_repo.update_message("hand-edited", "agent", _msg(1, "repaired")))
-    assert asyncio.run(sqlite_repo.read_messages("hand-edited", "agent", 1, 2))[0].to_message()["content"] == [
-        {"text": "repaired"}
-    ]
-    with pytest.raises(CorruptRecordError, match="'hand-edited', agent 'agent'"):
-        asyncio.run(sqlite_repo.read_agent("hand-edited", "agent"))
-
-
-def test_sqlite_restore_reads_only_the_window(sqlite_repo: SQLiteSessionRepository) -> None:
-    assert asyncio.run(_restore_window(sqlite_repo)) == list(range(9_960, 10_000))
-
-
-def test_sqlite_unreachable_file_is_storage_unavailable(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the directory should be")
-    repo = SQLiteSessionRepository(blocker / "sessions.db")
-    with pytest.raises(StorageUnavailableError) as info:
-        asyncio.run(repo.read_session("s"))
-    assert isinstance(info.value.__cause__, OSError)
-
-
-def test_sqlite_url_options(tmp_path: Path) -> None:
-    repo = open_repository(f"sqlite:///{tmp_path / 'u.db'}?durability=none&busy_timeout=5")
-    assert isinstance(repo, SQLiteSessionRepository)
-    assert repo.durability == "none" and repo.busy_timeout == 5.0 and repo.path == tmp_path / "u.db"
-
-
-def test_agent_round_trip_through_sqlite_manager(tmp_path: Path) -> None:
-    path = tmp_path / "agents.db"
-    first_manager = SQLiteSessionManager("round-trip", path=path)
-    first = Agent(model="offline", agent_id="assistant", session_manager=first_manager, callback_handler=None)
-    first("What is the capital of France?")
-    second_manager = SQLiteSessionManager("round-trip", path=path)
-    second = Agent(model="offline", agent_id="assistant", session_manager=second_manager, callback_handler=None)
-    assert second.messages == first.messages and len(second.messages) == 2
-    assert "capital of France" in str(second("What did I just ask you?"))
-    for manager in (first_manager, second_manager):
-        asyncio.run(manager.repository.close())
-
-
-def test_sqlite_manager_defaults_beside_the_file_store() -> None:
-    manager = SQLiteSessionManager("defaults")
-    assert manager.path == Path(os.environ["MOORING_HOME"]) / "sessions.db"
-
-
-# -- PostgreSQL -----------------------------------------------------------------------------------
+def sqlite_db(tmp_path: Path) -> Iterator[SQLiteDatabase]:
+    db = SQLiteDatabase(tmp_path / "store" / "sessions.db")
+    db.path.parent.mkdir()
+    yield db
+    db.close()
 
 
 @pytest.fixture
@@ -215,251 +262,134 @@ def pg_schema() -> Iterator[str]:
         require_service("postgres", f"{POSTGRES_DSN}: {exc}")
     schema = f"mooring_test_{uuid.uuid4().hex[:12]}"
     yield schema
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+    with admin() as conn:
         conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(schema)))
 
 
-def _pg_repo(schema: str, dsn: str = POSTGRES_DSN, **options: Any) -> Any:
-    from mooring.session.backends.sql.postgres import PostgresSessionRepository
-
-    return PostgresSessionRepository(dsn, schema=schema, **options)
-
-
-def _admin() -> Any:
-    return psycopg.connect(POSTGRES_DSN, autocommit=True)
+@pytest.fixture
+def pg_db(pg_schema: str) -> Iterator[PostgresDatabase]:
+    db = PostgresDatabase(pg_schema)
+    yield db
+    db.close()
 
 
-def _with_param(dsn: str, **params: str) -> str:
-    return dsn + ("&" if "?" in dsn else "?") + "&".join(f"{k}={v}" for k, v in params.items())
+# -- what both SQL backends do ------------------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.postgres
-def test_postgres_eight_processes_share_one_session(pg_schema: str) -> None:
-    report = run_trial(_with_param(POSTGRES_DSN, schema=pg_schema), "busy-session", processes=8, turns=25)
-    print(f"postgres 8x25 trial: {report.wall_seconds:.2f}s wall")
-    assert report.problems == []
-    assert report.messages == 8 * 25 * 4
-    assert report.counter == 200
+class SQLBackendSuite:
+    """Subclasses provide a ``db`` fixture yielding a fresh :class:`Database`."""
 
+    @pytest.fixture
+    def db(self) -> Database:
+        raise NotImplementedError("subclasses provide a 'db' fixture")
 
-@pytest.mark.postgres
-def test_postgres_migrations_apply_once_and_refuse_a_newer_schema(pg_schema: str) -> None:
-    from psycopg import sql
+    def test_migrations_apply_once_and_refuse_a_newer_schema(self, db: Database) -> None:
+        asyncio.run(db.repository().create_session(SessionRecord(session_id="kept")))
+        applied = db.applied_migrations()
+        assert [(name, version) for name, version, _ in applied] == [(m.name, m.version) for m in MIGRATIONS]
 
-    table = sql.SQL("{}.mooring_migrations").format(sql.Identifier(pg_schema))
-    query = sql.SQL("SELECT name, version, applied_at FROM {} ORDER BY version").format(table)
-    repos = [_pg_repo(pg_schema) for _ in range(6)]
+        # A second open finds everything applied and changes nothing.
+        assert asyncio.run(db.repository().read_session("kept")) is not None
+        assert db.migrate_again() == []
+        assert db.applied_migrations() == applied
 
-    async def first_use_at_once() -> None:
-        await asyncio.gather(*(r.list_sessions() for r in repos))
+        # A newer mooring migrated this database: this one must not touch it.
+        db.record_newer_migration()
+        with pytest.raises(ConfigurationError, match=NEWER_REFUSED):
+            asyncio.run(db.repository().read_session("kept"))
 
-    asyncio.run(first_use_at_once())  # six pools racing to migrate a fresh schema
-    with _admin() as conn:
-        applied = conn.execute(query).fetchall()
-    assert [(name, version) for name, version, _ in applied] == [(m.name, m.version) for m in MIGRATIONS]
+    def test_concurrent_first_opens_migrate_once(self, db: Database) -> None:
+        repos = [db.repository() for _ in range(8)]
+        start = threading.Barrier(len(repos))
 
-    again = _pg_repo(pg_schema)
-    asyncio.run(again.create_session(SessionRecord(session_id="kept")))
-    with _admin() as conn:
-        assert conn.execute(query).fetchall() == applied
-        conn.execute(
-            sql.SQL("INSERT INTO {} (name, version) VALUES (%s, %s)").format(table),
-            ("9999_from_the_future", SCHEMA_VERSION + 1),
-        )
-    newer = _pg_repo(pg_schema)
-    with pytest.raises(ConfigurationError, match=NEWER_REFUSED):
-        asyncio.run(newer.read_session("kept"))
-    for repo in [*repos, again, newer]:
-        asyncio.run(repo.close())
+        def first_use(repo: SessionRepository) -> int:
+            start.wait()
+            return len(asyncio.run(repo.list_sessions()).sessions)
 
+        with ThreadPoolExecutor(len(repos)) as pool:
+            assert list(pool.map(first_use, repos)) == [0] * len(repos)
+        names = [name for name, _, _ in db.applied_migrations()]
+        assert sorted(names) == sorted(m.name for m in MIGRATIONS)
 
-@pytest.mark.postgres
-def test_postgres_server_down_is_storage_unavailable_with_cause() -> None:
-    if psycopg is None:
-        require_service("postgres", "psycopg is not installed (pip install 'mooring[postgres]')")
-    repo = _pg_repo("mooring_unreachable", "postgresql://postgres@127.0.0.1:1/test", timeout=1)
-    try:
-        with pytest.raises(StorageUnavailableError) as info:
-            asyncio.run(repo.read_session("anything"))
-        assert isinstance(info.value.__cause__, psycopg.OperationalError)
-        assert "127.0.0.1" in str(info.value.__cause__)
-    finally:
-        asyncio.run(repo.close())
-
-
-@pytest.mark.postgres
-def test_postgres_recovers_after_its_connections_are_terminated(pg_schema: str) -> None:
-    app = f"mooring-test-{uuid.uuid4().hex[:8]}"
-    repo = _pg_repo(pg_schema, _with_param(POSTGRES_DSN, application_name=app))
-
-    async def run() -> None:
-        sid = await _session_with_agent(repo)
-        assert await repo.append_messages(sid, "agent", [_msg(0), _msg(1)]) == 2
-        with _admin() as admin:
-            killed = admin.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", (app,)
-            ).fetchone()[0]
-        assert killed >= 1
-        # The pool notices the dead connections and reconnects: the next turn just works.
-        assert await repo.append_messages(sid, "agent", [_msg(2), _msg(3)]) == 4
-        assert [r.message_id for r in await repo.read_messages(sid, "agent")] == [0, 1, 2, 3]
-
-    try:
-        asyncio.run(run())
-    finally:
-        asyncio.run(repo.close())
-
-
-@pytest.mark.postgres
-def test_postgres_connection_lost_mid_turn_leaves_nothing_partial(pg_schema: str) -> None:
-    from psycopg import sql
-
-    repo = _pg_repo(pg_schema)
-
-    async def run() -> None:
-        sid = await _session_with_agent(repo)
-        await repo.append_messages(sid, "agent", [_msg(0), _msg(1)])
-        # Another transaction holds message id 3 uncommitted, so the turn [2, 3] stops halfway:
-        # id 2 written inside its transaction, id 3 waiting. Then its connection is killed.
-        with psycopg.connect(POSTGRES_DSN) as blocker, _admin() as admin:
-            blocker.execute(
-                sql.SQL("INSERT INTO {}.messages VALUES (%s, 'agent', 3, '{{}}')").format(sql.Identifier(pg_schema)),
-                (sid,),
-            )
-            turn = asyncio.create_task(repo.append_messages(sid, "agent", [_msg(2), _msg(3)]))
-            deadline = time.monotonic() + 10
-            waiting: list[Any] = []
-            while not waiting and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                waiting = admin.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                    (blocker.info.backend_pid,),
-                ).fetchall()
-            assert len(waiting) == 1, "the turn never reached the blocked insert"
-            admin.execute("SELECT pg_terminate_backend(%s)", (waiting[0][0],))
-            with pytest.raises(StorageUnavailableError) as info:
-                await turn
-            assert isinstance(info.value.__cause__, psycopg.OperationalError)
-            blocker.rollback()
-        assert [r.message_id for r in await repo.read_messages(sid, "agent")] == [0, 1]
-        assert await repo.message_head(sid, "agent") == 2
-        assert await repo.append_messages(sid, "agent", [_msg(2), _msg(3)]) == 4
-
-    try:
-        asyncio.run(run())
-    finally:
-        asyncio.run(repo.close())
-
-
-@pytest.mark.postgres
-def test_postgres_never_creates_server_side_prepared_statements(pg_schema: str) -> None:
-    """Safe behind PgBouncer in transaction mode: nothing outlives a transaction on the server."""
-    repo = _pg_repo(pg_schema, min_size=1, max_size=1)  # one connection sees every statement
-
-    async def many_turns() -> None:
-        sid = await _session_with_agent(repo)
-        for i in range(0, 20, 2):  # well past psycopg's default prepare threshold (5)
-            await repo.append_messages(sid, "agent", [_msg(i), _msg(i + 1)])
-            await repo.read_messages(sid, "agent", i)
-            await repo.message_head(sid, "agent")
-
-    try:
-        asyncio.run(many_turns())
-        with repo._connection() as conn:
-            prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
-        assert prepared == 0
-    finally:
-        asyncio.run(repo.close())
-
-
-@pytest.mark.postgres
-def test_postgres_corrupt_rows_name_the_record(pg_schema: str) -> None:
-    from psycopg import sql
-
-    repo = _pg_repo(pg_schema)
-    try:
+    def test_corrupt_rows_name_the_record(self, db: Database) -> None:
+        repo = db.repository()
 
         async def setup() -> None:
             await _session_with_agent(repo, "hand-edited")
-            await repo.append_messages("hand-edited", "agent", [_msg(0), _msg(1)])
+            await repo.append_messages("hand-edited", "agent", [_msg(0), _msg(1), _msg(2)])
 
         asyncio.run(setup())
-        with _admin() as conn:
-            conn.execute(
-                sql.SQL("UPDATE {}.messages SET data = '\"just a string\"' WHERE message_id = 1").format(
-                    sql.Identifier(pg_schema)
-                )
-            )
+        db.corrupt("messages", "hand-edited", message_id=1)
+        db.corrupt("agents", "hand-edited")
         with pytest.raises(CorruptRecordError) as info:
             asyncio.run(repo.read_messages("hand-edited", "agent"))
         assert all(part in str(info.value) for part in ("'hand-edited'", "'agent'", "message 1"))
-    finally:
-        asyncio.run(repo.close())
+        # The records around it still read, and rewriting the bad one repairs it.
+        assert [r.message_id for r in asyncio.run(repo.read_messages("hand-edited", "agent", 2))] == [2]
+        asyncio.run(repo.update_message("hand-edited", "agent", _msg(1, "repaired")))
+        assert asyncio.run(repo.read_messages("hand-edited", "agent", 1, 2))[0].to_message()["content"] == [
+            {"text": "repaired"}
+        ]
+        with pytest.raises(CorruptRecordError, match="'hand-edited', agent 'agent'"):
+            asyncio.run(repo.read_agent("hand-edited", "agent"))
 
+    def test_restore_reads_only_the_window(self, db: Database) -> None:
+        repo = db.repository()
 
-@pytest.mark.postgres
-def test_postgres_restore_reads_only_the_window(pg_schema: str) -> None:
-    repo = _pg_repo(pg_schema)
-    try:
-        assert asyncio.run(_restore_window(repo)) == list(range(9_960, 10_000))
-    finally:
-        asyncio.run(repo.close())
+        async def restore_window() -> list[int]:
+            sid = await _session_with_agent(repo, "long-lived")
+            for start in range(0, 10_000, 1_000):
+                await repo.append_messages(sid, "agent", [_msg(i) for i in range(start, start + 1_000)])
+            assert await repo.message_head(sid, "agent", hint=9_000) == 10_000
+            return [r.message_id for r in await repo.read_messages(sid, "agent", 9_960, 10_000)]
 
+        assert asyncio.run(restore_window()) == list(range(9_960, 10_000))
 
-@pytest.mark.postgres
-def test_postgres_schemas_keep_applications_apart(pg_schema: str) -> None:
-    other_schema = f"{pg_schema}_other"
-    ours = open_repository(_with_param(POSTGRES_DSN, schema=pg_schema))
-    theirs = _pg_repo(other_schema)
-    try:
-        asyncio.run(ours.create_session(SessionRecord(session_id="same-id")))
-        assert asyncio.run(theirs.read_session("same-id")) is None
-        asyncio.run(theirs.create_session(SessionRecord(session_id="same-id")))
-    finally:
-        asyncio.run(ours.close())
-        asyncio.run(theirs.close())
-        with _admin() as conn:
-            conn.execute(
-                psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(other_schema))
-            )
+    def test_unreachable_store_is_storage_unavailable_with_cause(self, db: Database) -> None:
+        with pytest.raises(StorageUnavailableError) as info:
+            asyncio.run(db.unreachable().read_session("anything"))
+        assert isinstance(info.value.__cause__, db.unreachable_cause)
 
-
-@pytest.mark.postgres
-def test_agent_round_trip_through_postgres_manager(pg_schema: str) -> None:
-    from mooring.session.backends.sql.postgres import PostgresSessionManager
-
-    managers = [PostgresSessionManager("round-trip", POSTGRES_DSN, schema=pg_schema) for _ in range(2)]
-    try:
-        first = Agent(model="offline", agent_id="assistant", session_manager=managers[0], callback_handler=None)
+    def test_agent_round_trip_through_the_manager(self, db: Database) -> None:
+        first = Agent(model="offline", agent_id="assistant", session_manager=db.manager("rt"), callback_handler=None)
         first("What is the capital of France?")
-        second = Agent(model="offline", agent_id="assistant", session_manager=managers[1], callback_handler=None)
+        second = Agent(model="offline", agent_id="assistant", session_manager=db.manager("rt"), callback_handler=None)
         assert second.messages == first.messages and len(second.messages) == 2
         assert "capital of France" in str(second("What did I just ask you?"))
-    finally:
-        for manager in managers:
-            asyncio.run(manager.repository.close())
 
 
-@pytest.mark.parametrize("hidden", ["psycopg", "psycopg_pool"])
-def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
-    script = (
-        "import sys\n"
-        f"sys.modules[{hidden!r}] = None\n"
-        "from mooring.session import open_repository\n"
-        "for attempt in (lambda: __import__('mooring.session.backends.sql.postgres'),\n"
-        "                lambda: open_repository('postgresql://nobody@127.0.0.1/none')):\n"
-        "    try:\n"
-        "        attempt()\n"
-        "    except ImportError as exc:\n"
-        "        print(exc)\n"
-        "    else:\n"
-        "        print('imported')\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    lines = out.stdout.strip().splitlines()
-    assert len(lines) == 2
-    assert all("pip install 'mooring[postgres]'" in line and hidden in line for line in lines)
+# -- SQLite ---------------------------------------------------------------------------------------
+
+
+class TestSQLite(SQLBackendSuite):
+    @pytest.fixture
+    def db(self, sqlite_db: SQLiteDatabase) -> SQLiteDatabase:
+        return sqlite_db
+
+
+@pytest.mark.slow
+class TestSQLiteSameSession(SameSessionTrialContract):
+    @pytest.fixture
+    def trial_store(self, sqlite_db: SQLiteDatabase) -> str:
+        return sqlite_db.url()
+
+
+def test_sqlite_file_is_private_and_in_wal_mode(sqlite_db: SQLiteDatabase) -> None:
+    asyncio.run(sqlite_db.repository().create_session(SessionRecord(session_id="s")))
+    assert stat.S_IMODE(os.stat(sqlite_db.path).st_mode) == 0o600
+    with sqlite3.connect(sqlite_db.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_sqlite_url_options(tmp_path: Path) -> None:
+    repo = open_repository(f"sqlite:///{tmp_path / 'u.db'}?durability=none&busy_timeout=5")
+    assert isinstance(repo, SQLiteSessionRepository)
+    assert repo.durability == "none" and repo.busy_timeout == 5.0 and repo.path == tmp_path / "u.db"
+
+
+def test_sqlite_manager_defaults_beside_the_file_store() -> None:
+    manager = SQLiteSessionManager("defaults")
+    assert manager.path == Path(os.environ["MOORING_HOME"]) / "sessions.db"
 
 
 @pytest.mark.slow
@@ -508,3 +438,136 @@ def test_a_sqlite_lease_held_by_a_killed_process_is_taken_over_at_once(tmp_path:
     # The holder died an hour before its lease would expire: the lease is free now.
     lease = asyncio.run(repo.acquire_lease("s", "a", ttl=30, wait=0))
     asyncio.run(repo.release_lease(lease))
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+class TestPostgres(SQLBackendSuite):
+    @pytest.fixture
+    def db(self, pg_db: PostgresDatabase) -> PostgresDatabase:
+        return pg_db
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+class TestPostgresSameSession(SameSessionTrialContract):
+    @pytest.fixture
+    def trial_store(self, pg_db: PostgresDatabase) -> str:
+        return pg_db.url()
+
+
+@pytest.mark.postgres
+def test_postgres_recovers_after_its_connections_are_terminated(pg_db: PostgresDatabase) -> None:
+    app = f"mooring-test-{uuid.uuid4().hex[:8]}"
+    repo = pg_db.repository(dsn=_with_param(POSTGRES_DSN, application_name=app))
+
+    async def run() -> None:
+        sid = await _session_with_agent(repo)
+        assert await repo.append_messages(sid, "agent", [_msg(0), _msg(1)]) == 2
+        with admin() as conn:
+            killed = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", (app,)
+            ).fetchone()[0]
+        assert killed >= 1
+        # The pool notices the dead connections and reconnects: the next turn just works.
+        assert await repo.append_messages(sid, "agent", [_msg(2), _msg(3)]) == 4
+        assert [r.message_id for r in await repo.read_messages(sid, "agent")] == [0, 1, 2, 3]
+
+    asyncio.run(run())
+
+
+@pytest.mark.postgres
+def test_postgres_connection_lost_mid_turn_leaves_nothing_partial(pg_db: PostgresDatabase) -> None:
+    from psycopg import sql
+
+    repo = pg_db.repository()
+
+    async def run() -> None:
+        sid = await _session_with_agent(repo)
+        await repo.append_messages(sid, "agent", [_msg(0), _msg(1)])
+        # Another transaction holds message id 3 uncommitted, so the turn [2, 3] stops halfway:
+        # id 2 written inside its transaction, id 3 waiting. Then its connection is killed.
+        with psycopg.connect(POSTGRES_DSN) as blocker, admin() as conn:
+            blocker.execute(
+                sql.SQL("INSERT INTO {}.messages VALUES (%s, 'agent', 3, '{{}}')").format(sql.Identifier(pg_db.schema)),
+                (sid,),
+            )
+            turn = asyncio.create_task(repo.append_messages(sid, "agent", [_msg(2), _msg(3)]))
+            deadline = time.monotonic() + 10
+            waiting: list[Any] = []
+            while not waiting and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                waiting = conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (blocker.info.backend_pid,),
+                ).fetchall()
+            assert len(waiting) == 1, "the turn never reached the blocked insert"
+            conn.execute("SELECT pg_terminate_backend(%s)", (waiting[0][0],))
+            with pytest.raises(StorageUnavailableError) as info:
+                await turn
+            assert isinstance(info.value.__cause__, psycopg.OperationalError)
+            blocker.rollback()
+        assert [r.message_id for r in await repo.read_messages(sid, "agent")] == [0, 1]
+        assert await repo.message_head(sid, "agent") == 2
+        assert await repo.append_messages(sid, "agent", [_msg(2), _msg(3)]) == 4
+
+    asyncio.run(run())
+
+
+@pytest.mark.postgres
+def test_postgres_never_creates_server_side_prepared_statements(pg_db: PostgresDatabase) -> None:
+    """Safe behind PgBouncer in transaction mode: nothing outlives a transaction on the server."""
+    repo: Any = pg_db.repository(min_size=1, max_size=1)  # one connection sees every statement
+
+    async def many_turns() -> None:
+        sid = await _session_with_agent(repo)
+        for i in range(0, 20, 2):  # well past psycopg's default prepare threshold (5)
+            await repo.append_messages(sid, "agent", [_msg(i), _msg(i + 1)])
+            await repo.read_messages(sid, "agent", i)
+            await repo.message_head(sid, "agent")
+
+    asyncio.run(many_turns())
+    with repo._connection() as conn:
+        prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+    assert prepared == 0
+
+
+@pytest.mark.postgres
+def test_postgres_schemas_keep_applications_apart(pg_db: PostgresDatabase) -> None:
+    other = PostgresDatabase(f"{pg_db.schema}_other")
+    ours = open_repository(pg_db.url())
+    theirs = other.repository()
+    try:
+        asyncio.run(ours.create_session(SessionRecord(session_id="same-id")))
+        assert asyncio.run(theirs.read_session("same-id")) is None
+        asyncio.run(theirs.create_session(SessionRecord(session_id="same-id")))
+    finally:
+        asyncio.run(ours.close())
+        other.close()
+        with admin() as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(other.schema))
+            )
+
+
+@pytest.mark.parametrize("hidden", ["psycopg", "psycopg_pool"])
+def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
+    script = (
+        "import sys\n"
+        f"sys.modules[{hidden!r}] = None\n"
+        "from mooring.session import open_repository\n"
+        "for attempt in (lambda: __import__('mooring.session.backends.sql.postgres'),\n"
+        "                lambda: open_repository('postgresql://nobody@127.0.0.1/none')):\n"
+        "    try:\n"
+        "        attempt()\n"
+        "    except ImportError as exc:\n"
+        "        print(exc)\n"
+        "    else:\n"
+        "        print('imported')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert all("pip install 'mooring[postgres]'" in line and hidden in line for line in lines)

@@ -15,6 +15,19 @@ Each test creates its own sessions (unique ids), so a fixture may share one stor
 tests. Repositories must work from any event loop: the suite runs each test on a fresh loop,
 as the Agent's synchronous call does. Tests of optional capabilities (``"ttl"``,
 ``"lease_expiry"``) are skipped unless the backend declares them.
+
+A backend that declares ``"ttl"`` also provides a ``ttl_repository`` fixture: a repository
+on which sessions expire ``session_ttl`` seconds (a fixture, 2 by default) after their last
+write::
+
+        @pytest.fixture
+        def ttl_repository(self, tmp_path, session_ttl):
+            repo = MyRepository(..., ttl=session_ttl)
+            yield repo
+            asyncio.run(repo.close())
+
+The TTL tests only wait for things to happen (with generous deadlines) and compare what
+happened in which order; they never assert on how long anything took.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -65,12 +78,59 @@ async def _session_with_agent(repo: SessionRepository, agent_id: str = "agent") 
     return sid
 
 
+async def _listed(repo: SessionRepository) -> set[str]:
+    ids: set[str] = set()
+    cursor = None
+    while True:
+        page = await repo.list_sessions(cursor=cursor, limit=100)
+        ids.update(s.session_id for s in page.sessions)
+        cursor = page.next_cursor
+        if cursor is None:
+            return ids
+
+
+async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, *, timeout: float, poll: float) -> None:
+    """Wait until ``condition()`` holds; fail naming ``what`` if it still does not after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{what} (still not true after {timeout:.0f}s)")
+        await asyncio.sleep(poll)
+
+
+# (head before the append, ids appended): none of them starts at the head and stays contiguous.
+NON_CONTIGUOUS_APPENDS = {
+    "gap-in-the-first-batch": (0, [0, 2]),
+    "gap-inside-the-batch": (2, [2, 4]),
+    "gap-late-in-the-batch": (2, [2, 3, 5]),
+    "repeated-id": (2, [2, 2]),
+    "going-back": (2, [2, 1]),
+    "gap-after-the-head": (2, [3]),
+}
+
+
 class SessionRepositoryContract:
     """Subclass and provide a ``repository`` fixture yielding a :class:`SessionRepository`."""
 
     @pytest.fixture
     def repository(self) -> SessionRepository:
         raise NotImplementedError("subclasses provide a 'repository' fixture")
+
+    @pytest.fixture
+    def session_ttl(self) -> float:
+        """Seconds a session of ``ttl_repository`` lives after its last write."""
+        return 2.0
+
+    @pytest.fixture
+    def ttl_repository(self, repository: SessionRepository, session_ttl: float) -> SessionRepository:
+        """A repository whose sessions expire ``session_ttl`` seconds after their last write.
+
+        Backends that declare the ``"ttl"`` capability override this fixture.
+        """
+        name = type(repository).__name__
+        if "ttl" not in repository.capabilities:
+            pytest.skip(f"{name} does not declare the 'ttl' capability")
+        pytest.fail(f"{name} declares the 'ttl' capability, but the test class provides no 'ttl_repository' fixture")
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -264,6 +324,28 @@ class SessionRepositoryContract:
         assert info.value.head == 1
         assert await repository.message_head(sid, "agent") == 1
 
+    @pytest.mark.parametrize(("head", "ids"), NON_CONTIGUOUS_APPENDS.values(), ids=NON_CONTIGUOUS_APPENDS.keys())
+    @_on_fresh_loop
+    async def test_non_contiguous_append_conflicts_and_writes_nothing(
+        self, repository: SessionRepository, head: int, ids: list[int]
+    ) -> None:
+        sid = await _session_with_agent(repository)
+        if head:
+            await repository.append_messages(sid, "agent", [_msg(i, "kept") for i in range(head)])
+        with pytest.raises(ConflictError) as info:
+            await repository.append_messages(sid, "agent", [_msg(i, "refused") for i in ids])
+        assert info.value.head == head
+        assert await repository.message_head(sid, "agent") == head
+        stored = await repository.read_messages(sid, "agent", 0, max(ids) + 10)
+        assert [(r.message_id, r.to_message()["content"][0]["text"]) for r in stored] == [
+            (i, "kept") for i in range(head)
+        ]
+        # No stray record was left at any of the refused ids: a contiguous append over them works.
+        end = max(ids) + 1
+        assert await repository.append_messages(sid, "agent", [_msg(i, "later") for i in range(head, end)]) == end
+        texts = [r.to_message()["content"][0]["text"] for r in await repository.read_messages(sid, "agent")]
+        assert texts == ["kept"] * head + ["later"] * (end - head)
+
     @_on_fresh_loop
     async def test_append_needs_agent(self, repository: SessionRepository) -> None:
         sid = _sid()
@@ -381,14 +463,24 @@ class SessionRepositoryContract:
     async def test_lease_waiter_gets_it_when_released(self, repository: SessionRepository) -> None:
         sid = await _session_with_agent(repository)
         lease = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
+        events: list[str] = []
 
-        async def release_later() -> None:
-            await asyncio.sleep(0.2)
-            await repository.release_lease(lease)
+        async def wait_for_it() -> Any:
+            acquired = await repository.acquire_lease(sid, "agent", ttl=30, wait=60)
+            events.append("acquired")
+            return acquired
 
-        releaser = asyncio.create_task(release_later())
-        second = await repository.acquire_lease(sid, "agent", ttl=30, wait=10)
-        await releaser
+        waiter = asyncio.create_task(wait_for_it())
+        await asyncio.sleep(0.3)  # give the waiter time to try (and, if the lease were free, to succeed)
+        assert not waiter.done(), "the waiter got past a lease that was still held"
+        events.append("released")
+        await repository.release_lease(lease)
+        second = await waiter
+        assert events == ["released", "acquired"]
+        assert second.token != lease.token
+        # The waiter now holds it as exclusively as the first holder did.
+        with pytest.raises(LeaseTimeoutError):
+            await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
         await repository.release_lease(second)
 
     @_on_fresh_loop
@@ -406,3 +498,62 @@ class SessionRepositoryContract:
             await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
         renewed = await repository.renew_lease(fresh, ttl=30)
         await repository.release_lease(renewed)
+
+    # -- TTL (capability "ttl") -----------------------------------------------------------------
+
+    @_on_fresh_loop
+    async def test_ttl_session_expires_with_everything_under_it(
+        self, ttl_repository: SessionRepository, session_ttl: float
+    ) -> None:
+        repo = ttl_repository
+        sid = await _session_with_agent(repo)
+        await repo.append_messages(sid, "agent", [_msg(0), _msg(1, role="assistant")])
+        await repo.create_multi_agent(sid, MultiAgentRecord(multi_agent_id="graph"))
+
+        async def gone() -> bool:
+            return await repo.read_session(sid) is None
+
+        await _eventually(gone, "a session never written again did not expire", **_ttl_waits(session_ttl))
+        assert await repo.read_agent(sid, "agent") is None
+        assert await repo.read_messages(sid, "agent") == []
+        assert await repo.message_head(sid, "agent") == 0
+        assert await repo.read_multi_agent(sid, "graph") is None
+        assert sid not in await _listed(repo)
+        with pytest.raises(SessionNotFoundError):
+            await repo.append_messages(sid, "agent", [_msg(2)])
+        # The id is free again, for a session that starts from nothing.
+        await repo.create_session(SessionRecord(session_id=sid))
+        assert await repo.list_agents(sid) == []
+
+    @_on_fresh_loop
+    async def test_ttl_writes_refresh_the_session(self, ttl_repository: SessionRepository, session_ttl: float) -> None:
+        repo = ttl_repository
+        busy = await _session_with_agent(repo)  # created first: without refreshes it would expire first
+        idle = await _session_with_agent(repo)
+        head = 0
+
+        async def idle_gone() -> bool:
+            nonlocal head
+            if await repo.read_session(idle) is None:
+                return True
+            head = await repo.append_messages(busy, "agent", [_msg(head)])
+            return False
+
+        await _eventually(idle_gone, "a session never written again did not expire", **_ttl_waits(session_ttl))
+        # Written since `idle` was created, `busy` outlives it, whole.
+        assert head > 0
+        assert await repo.read_session(busy) is not None
+        assert await repo.read_agent(busy, "agent") is not None
+        assert [r.message_id for r in await repo.read_messages(busy, "agent")] == list(range(head))
+
+        async def busy_gone() -> bool:
+            return await repo.read_session(busy) is None
+
+        # Refreshing is not immortality: once the writes stop, it expires too.
+        await _eventually(busy_gone, "a session whose writes stopped did not expire", **_ttl_waits(session_ttl))
+        assert await repo.read_messages(busy, "agent") == []
+
+
+def _ttl_waits(session_ttl: float) -> dict[str, float]:
+    # Polling often keeps the last write close to each check; the deadline is only a backstop.
+    return {"timeout": 30 + 10 * session_ttl, "poll": session_ttl / 10}

@@ -350,6 +350,23 @@ def test_a_truncation_elsewhere_is_picked_up() -> None:
     assert stored == ["q0", "a", "q2", "c"]
 
 
+def test_a_state_value_set_before_a_reload_survives_it() -> None:
+    # A truncation elsewhere makes the next turn reload the stored window; a value set
+    # between the two invocations was never stored and must not be dropped by that reload.
+    repo = InMemorySessionRepository()
+    agent = quiet_agent(RepositorySessionManager("reload", repo), ["a", "b", "c"])
+    agent.state.set("kept", 1)
+    agent("q0")
+    agent("q1")
+    asyncio.run(repo.truncate_messages("reload", "default", 2, expected_head=4))
+    agent.state.set("between", 2)
+    agent.state.delete("kept")
+    agent("q2")
+    stored = asyncio.run(repo.read_agent("reload", "default"))
+    assert stored is not None and stored.state == {"between": 2}
+    assert agent.state.get() == {"between": 2}
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.sampled_from(["turn", "state", "reopen", "trim"]), min_size=1, max_size=12))
 def test_random_operation_sequences_match_the_reference(

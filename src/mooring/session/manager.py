@@ -197,7 +197,11 @@ class RepositorySessionManager(SessionManager):
 
     async def _restore(self, tracked: _Tracked, record: AgentRecord, *, reload: bool = False) -> None:
         agent = tracked.agent
-        agent.state.load(record.state)
+        if reload:
+            # Values set since the last sync were never stored: keep them on top of the record.
+            agent.state.merge_from(record.state)
+        else:
+            agent.state.load(record.state)
         prepend: list[Message] = []
         if record.conversation_manager_state:
             prepend = agent.conversation_manager.restore_from_session(record.conversation_manager_state) or []

@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from mooring.session import _moved
+from mooring.session._threaded import ThreadedRepository
 from mooring.session.backends.file import FileSessionManager, FileSessionRepository, default_storage_dir
 from mooring.session.backends.memory import InMemorySessionRepository
 from mooring.session.manager import RepositorySessionManager, SessionManager
@@ -40,6 +41,7 @@ __all__ = [
     "SessionPage",
     "SessionRecord",
     "SessionRepository",
+    "ThreadedRepository",
     "default_storage_dir",
     "default_store_url",
     "open_repository",

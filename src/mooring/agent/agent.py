@@ -208,9 +208,9 @@ class Agent:
             await self.hooks.invoke(BeforeModelCall(agent=self))
             assembler = StreamAssembler()
             try:
-                async for event in self.model.stream(
-                    copy.deepcopy(self.messages), self.tool_registry.specs, self.system_prompt
-                ):
+                # The model reads the history in place (a deep copy per call cost O(history)
+                # every cycle); the Model protocol forbids changing it.
+                async for event in self.model.stream(list(self.messages), self.tool_registry.specs, self.system_prompt):
                     redaction_before = assembler.redaction
                     text = assembler.feed(event)
                     yield {"event": event}

@@ -18,6 +18,10 @@ class Model(Protocol):
     ``contentBlockDelta``, ``contentBlockStop``, ``messageStop`` (with ``stopReason``),
     ``metadata`` (with ``usage``), or ``redactContent``. Errors are raised as
     :class:`mooring.errors.ModelError` subclasses.
+
+    ``messages`` is the agent's own history (a fresh list of the same message dicts, not a
+    copy): read it, never change a message or a block in place. A model that needs a
+    changed version builds new dicts, as every provider here does when it formats a request.
     """
 
     def stream(

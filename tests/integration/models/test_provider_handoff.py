@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,33 @@ def test_a_tool_turn_from_one_provider_feeds_another(
     # The restored tool call and its result both reach the second provider, converted to its format.
     assert tool_use_id_sent(second, body) == [use_id, use_id]
     assert "Thanks!" in request.body.decode()
+
+
+RICH_HISTORY: list[Any] = [
+    {"role": "user", "content": [{"text": "look at this"}, {"cachePoint": {"type": "default"}}]},
+    {
+        "role": "assistant",
+        "content": [
+            {"text": "adding"},
+            {"toolUse": {"toolUseId": "t1", "name": "add", "input": {"a": 2, "b": 3}}},
+        ],
+    },
+    {
+        "role": "user",
+        "content": [
+            {"toolResult": {"toolUseId": "t1", "status": "success", "content": [{"json": {"sum": 5}}, {"text": "5"}]}},
+        ],
+    },
+    {"role": "assistant", "content": [{"text": "it is 5"}]},
+]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_provider_never_changes_the_history_it_reads(provider: str, wire: WireServer, aws_credentials: None) -> None:
+    # The model gets the agent's own message dicts, not copies: formatting a request must
+    # build new structures and leave every stored message exactly as it was.
+    agent = Agent(model=build(provider, wire), tools=[add], messages=RICH_HISTORY, callback_handler=None)
+    before = copy.deepcopy(agent.messages)
+    wire.queue(*load(provider, "text"))
+    agent("and now?")
+    assert agent.messages[: len(before)] == before

@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from mooring._ids import MAX_ID_BYTES
 from mooring.errors import (
     ConflictError,
     InvalidIdentifierError,
@@ -65,6 +66,18 @@ def _on_fresh_loop(fn: F) -> Callable[..., None]:
 
 def _sid() -> str:
     return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+def _long_id(kind: str, unit: str, extra: int = 0) -> str:
+    """A unique id of exactly ``MAX_ID_BYTES[kind] + extra`` UTF-8 bytes, mostly ``unit``s."""
+    head = uuid.uuid4().hex[:12] + "-"
+    size = MAX_ID_BYTES[kind] + extra - len(head)
+    width = len(unit.encode("utf-8"))
+    return head + unit * (size // width) + "x" * (size % width)
+
+
+# ASCII, Arabic (2 bytes each in UTF-8), CJK (3 bytes) and emoji (4 bytes).
+ID_UNITS = {"ascii": "s", "arabic": "\u0639", "cjk": "\u6f22", "emoji": "\U0001f600"}
 
 
 def _msg(i: int, text: str | None = None, role: str = "user") -> MessageRecord:
@@ -201,6 +214,68 @@ class SessionRepositoryContract:
         assert await repository.delete_session(sid) is False
         # The id can be used again from scratch.
         await repository.create_session(SessionRecord(session_id=sid))
+        assert await repository.list_agents(sid) == []
+
+    @pytest.mark.parametrize("unit", ID_UNITS.values(), ids=ID_UNITS.keys())
+    @_on_fresh_loop
+    async def test_the_longest_ids_work_end_to_end(self, repository: SessionRepository, unit: str) -> None:
+        sid = _long_id("session_id", unit)
+        aid = _long_id("agent_id", unit)
+        mid = _long_id("multi_agent_id", unit)
+        await repository.create_session(SessionRecord(session_id=sid))
+        await repository.create_agent(sid, AgentRecord(agent_id=aid))
+        assert await repository.append_messages(sid, aid, [_msg(0), _msg(1, role="assistant")]) == 2
+        await repository.update_agent(sid, AgentRecord(agent_id=aid, state={"k": 1}), expected_version=1)
+        lease = await repository.acquire_lease(sid, aid, ttl=30, wait=0)
+        with pytest.raises(LeaseTimeoutError):
+            await repository.acquire_lease(sid, aid, ttl=30, wait=0)
+        await repository.release_lease(lease)
+        await repository.create_multi_agent(sid, MultiAgentRecord(multi_agent_id=mid, state={"n": 1}))
+        await repository.update_multi_agent(
+            sid, MultiAgentRecord(multi_agent_id=mid, state={"n": 2}), expected_version=1
+        )
+        assert sid in await _listed(repository)
+        assert await repository.list_agents(sid) == [aid]
+        assert await repository.list_multi_agents(sid) == [mid]
+        assert [r.message_id for r in await repository.read_messages(sid, aid)] == [0, 1]
+        agent = await repository.read_agent(sid, aid)
+        assert agent is not None and agent.state == {"k": 1}
+        multi = await repository.read_multi_agent(sid, mid)
+        assert multi is not None and multi.state == {"n": 2}
+        assert await repository.delete_session(sid) is True
+
+    @pytest.mark.parametrize("unit", ID_UNITS.values(), ids=ID_UNITS.keys())
+    @_on_fresh_loop
+    async def test_one_byte_over_the_id_limit_is_refused_before_any_io(
+        self, repository: SessionRepository, unit: str
+    ) -> None:
+        long_sid = _long_id("session_id", unit, extra=1)
+        with pytest.raises(InvalidIdentifierError, match=f"limit is {MAX_ID_BYTES['session_id']} bytes"):
+            await repository.create_session(SessionRecord(session_id=long_sid))
+        with pytest.raises(InvalidIdentifierError, match="limit"):
+            await repository.read_session(long_sid)
+        assert not any(s.startswith(long_sid[:13]) for s in await _listed(repository))
+
+        sid = await _session_with_agent(repository)
+        long_aid = _long_id("agent_id", unit, extra=1)
+        with pytest.raises(InvalidIdentifierError, match=f"limit is {MAX_ID_BYTES['agent_id']} bytes"):
+            await repository.create_agent(sid, AgentRecord(agent_id=long_aid))
+        with pytest.raises(InvalidIdentifierError, match="limit"):
+            await repository.acquire_lease(sid, long_aid, ttl=30, wait=0)
+        long_mid = _long_id("multi_agent_id", unit, extra=1)
+        with pytest.raises(InvalidIdentifierError, match=f"limit is {MAX_ID_BYTES['multi_agent_id']} bytes"):
+            await repository.create_multi_agent(sid, MultiAgentRecord(multi_agent_id=long_mid))
+        assert await repository.list_agents(sid) == ["agent"]
+        assert await repository.list_multi_agents(sid) == []
+
+    @_on_fresh_loop
+    async def test_ids_with_a_lone_surrogate_are_refused(self, repository: SessionRepository) -> None:
+        with pytest.raises(InvalidIdentifierError, match="surrogate"):
+            await repository.create_session(SessionRecord(session_id="bad-\ud800"))
+        sid = _sid()
+        await repository.create_session(SessionRecord(session_id=sid))
+        with pytest.raises(InvalidIdentifierError, match="surrogate"):
+            await repository.create_agent(sid, AgentRecord(agent_id="bad-\udfff"))
         assert await repository.list_agents(sid) == []
 
     # -- agents -------------------------------------------------------------------------------

@@ -41,13 +41,17 @@ from typing import Any, TypeVar
 import pytest
 
 from mooring._ids import MAX_ID_BYTES
+from mooring.agent import Agent, tool
 from mooring.errors import (
     ConflictError,
     InvalidIdentifierError,
     LeaseLostError,
     LeaseTimeoutError,
     SessionNotFoundError,
+    UnstorableContentError,
 )
+from mooring.models import ScriptedModel, tool_call
+from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
 from mooring.session.repository import SessionRepository
 
@@ -109,6 +113,13 @@ async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, *, ti
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"{what} (still not true after {timeout:.0f}s)")
         await asyncio.sleep(poll)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 # (head before the append, ids appended): none of them starts at the head and stays contiguous.
@@ -487,6 +498,74 @@ class SessionRepositoryContract:
         assert await repository.message_head(sid, "agent", hint=6) == 4
         assert await repository.append_messages(sid, "agent", [_msg(4, "again")]) == 5
         assert [r.message_id for r in await repository.read_messages(sid, "agent")] == [0, 1, 2, 3, 4]
+
+    @_on_fresh_loop
+    async def test_a_nul_character_round_trips_or_is_refused_before_any_write(
+        self, repository: SessionRepository
+    ) -> None:
+        # PostgreSQL's JSONB has no U+0000; the other backends store it. Either is fine, a raw
+        # driver error or a half-written batch is not.
+        sid = await _session_with_agent(repository)
+        batch = [_msg(0, "fine"), _msg(1, "nul \x00 here", role="assistant")]
+        try:
+            await repository.append_messages(sid, "agent", batch)
+        except UnstorableContentError as exc:
+            assert "message 1" in str(exc)
+            assert await repository.message_head(sid, "agent") == 0
+        else:
+            assert [r.to_message() for r in await repository.read_messages(sid, "agent")] == [r.message for r in batch]
+        try:
+            await repository.update_agent(sid, AgentRecord(agent_id="agent", state={"nul": "\x00"}), expected_version=1)
+        except UnstorableContentError as exc:
+            assert "'nul'" in str(exc)
+            stored = await repository.read_agent(sid, "agent")
+            assert stored is not None and stored.version == 1 and stored.state == {}
+        else:
+            stored = await repository.read_agent(sid, "agent")
+            assert stored is not None and stored.state == {"nul": "\x00"}
+
+    # -- what the session manager refuses, on this backend --------------------------------------
+
+    @pytest.mark.parametrize(
+        "prompt", ["lone \ud800 surrogate", [{"json": _nested(150)}]], ids=["lone-surrogate", "too-deep"]
+    )
+    def test_an_unstorable_prompt_is_refused_before_anything_is_written(
+        self, repository: SessionRepository, prompt: Any
+    ) -> None:
+        sid = _sid()
+        model = ScriptedModel(["one", "two"])
+        agent = Agent(model=model, session_manager=RepositorySessionManager(sid, repository), callback_handler=None)
+        agent("first")
+        with pytest.raises(UnstorableContentError, match="message 2"):
+            agent(prompt)
+        assert len(model.calls) == 1  # refused before the model was asked
+        stored = asyncio.run(repository.read_messages(sid, "default"))
+        assert [r.to_message()["content"][0]["text"] for r in stored] == ["first", "one"]
+        agent("again")
+        stored = asyncio.run(repository.read_messages(sid, "default"))
+        assert [r.to_message()["content"][0]["text"] for r in stored] == ["first", "one", "again", "two"]
+        assert agent.messages == [r.to_message() for r in stored]
+
+    def test_an_unstorable_tool_result_is_refused_and_the_turn_repaired(self, repository: SessionRepository) -> None:
+        @tool
+        def shout() -> str:
+            """Returns a string no backend can store."""
+            return "\udcff"
+
+        sid = _sid()
+        model = ScriptedModel([[tool_call("shout")], "never"])
+        agent = Agent(
+            model=model, tools=[shout], session_manager=RepositorySessionManager(sid, repository), callback_handler=None
+        )
+        with pytest.raises(UnstorableContentError, match="message 2"):
+            agent("go")
+        stored = asyncio.run(repository.read_messages(sid, "default"))
+        assert [r.message_id for r in stored] == [0, 1]  # the prompt and its toolUse; no result
+        agent("next")  # the dangling toolUse is closed, and the conversation goes on
+        messages = [r.to_message() for r in asyncio.run(repository.read_messages(sid, "default"))]
+        assert agent.messages == messages
+        assert messages[-1]["content"] == [{"text": "never"}]
+        assert all("\udcff" not in repr(m) for m in messages)
 
     # -- multi-agent --------------------------------------------------------------------------
 

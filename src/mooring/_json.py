@@ -28,3 +28,68 @@ def decode_bytes(value: Any) -> Any:
     if isinstance(value, list):
         return [decode_bytes(v) for v in value]
     return value
+
+
+#: Levels of nesting allowed in one message or state value: far below what Python's json,
+#: ``copy.deepcopy`` and the other backends' JSON parsers recurse through (about 1,000), and
+#: below serde_json's default of 128, so every reader of a stored session can parse it.
+MAX_DEPTH = 100
+
+_SCALARS = (str, int, float, bool, type(None), bytes, bytearray)
+_KEYS = (str, int, float, bool, type(None))  # what json.dumps accepts as an object key
+
+
+def find_unstorable(value: Any, *, max_depth: int | None = MAX_DEPTH, allow_nul: bool = True) -> str | None:
+    """Why ``value`` cannot be stored as JSON by every backend, or None when it can.
+
+    Refused: nesting deeper than ``max_depth`` (a container at the top is level 1), strings
+    (values or keys) holding a lone surrogate, which UTF-8 cannot encode, non-finite floats,
+    and values JSON has no form for. ``allow_nul=False`` also refuses U+0000 (for PostgreSQL's
+    JSONB). The answer names where, as a path such as ``content[0]['text']``. The walk is
+    iterative, so no depth of nesting can exhaust the stack here.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, (dict, list, tuple)):
+            if max_depth is not None and depth >= max_depth:
+                return f"it nests deeper than {max_depth} levels (at {_short(path) or 'the top'})"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    where = f"{path}[{key!r}]"
+                    if not isinstance(key, _KEYS):
+                        return (
+                            f"the key {key!r} at {path or 'the top'} is a {type(key).__name__}, which JSON cannot hold"
+                        )
+                    if isinstance(key, str) and (problem := _string_problem(key, allow_nul)) is not None:
+                        return f"the key {where} {problem}"
+                    stack.append((child, where, depth + 1))
+            else:
+                stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if (problem := _string_problem(item, allow_nul)) is not None:
+                return f"the string at {path or 'the top'} {problem}"
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return f"the number at {path or 'the top'} is {item!r}, which JSON cannot hold"
+        elif not isinstance(item, _SCALARS):
+            return f"the value at {path or 'the top'} is a {type(item).__name__}, which JSON cannot hold"
+    return None
+
+
+def _string_problem(text: str, allow_nul: bool) -> str | None:
+    if text.isascii():
+        if not allow_nul and "\x00" in text:
+            return "holds the NUL character U+0000"
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"holds a lone surrogate U+{ord(text[exc.start]):04X}, which UTF-8 cannot encode"
+    if not allow_nul and "\x00" in text:
+        return "holds the NUL character U+0000"
+    return None
+
+
+def _short(path: str) -> str:
+    return path if len(path) <= 80 else path[:80] + "..."

@@ -15,6 +15,14 @@ class InvalidIdentifierError(MooringError, ValueError):
     """A session, agent or multi-agent id that cannot be stored safely."""
 
 
+class UnstorableContentError(MooringError, ValueError):
+    """A message or state value that no backend can store as JSON (nested too deep, a lone
+    surrogate in a string, a value JSON cannot hold); the message names which one and where.
+
+    It is raised before anything of the write is stored.
+    """
+
+
 class SessionNotFoundError(MooringError, LookupError):
     """The named session does not exist in the store."""
 

@@ -92,7 +92,8 @@ def test_default_storage_dir_follows_mooring_home(tmp_path: Path, monkeypatch: p
 def test_identifier_validation_property(value: str) -> None:
     bad = (
         value in ("", ".", "..")
-        or len(value) > 256
+        or len(value.encode("utf-8", "surrogatepass")) > 247
+        or any(0xD800 <= ord(c) <= 0xDFFF for c in value)
         or "/" in value
         or "\\" in value
         or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value)
@@ -106,10 +107,10 @@ def test_identifier_validation_property(value: str) -> None:
     if bad:
         assert rejected
     if not rejected:
-        assert value not in ("", ".", "..") and "/" not in value and len(value) <= 256
+        assert value not in ("", ".", "..") and "/" not in value and len(value.encode("utf-8")) <= 247
 
 
-@pytest.mark.parametrize("bad", ["", "..", "a/b", "x\x00", "y" * 300])
+@pytest.mark.parametrize("bad", ["", "..", "a/b", "x\x00", "y" * 300, "y" * 248, "\u0639" * 124, "\ud800"])
 def test_bad_ids_fail_before_any_io(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InvalidIdentifierError):
         FileSessionManager(session_id=bad, storage_dir=tmp_path / "s")
@@ -117,6 +118,22 @@ def test_bad_ids_fail_before_any_io(tmp_path: Path, bad: str) -> None:
     with pytest.raises(InvalidIdentifierError):
         quiet_agent(manager, agent_id=bad)
     assert not (tmp_path / "s").exists() or list((tmp_path / "s").iterdir()) == []
+
+
+@pytest.mark.parametrize("agent_id", ["a" * 243, "a" * 249, "\u0639" * 122])
+def test_an_agent_id_too_long_for_its_lock_files_leaves_nothing_behind(tmp_path: Path, agent_id: str) -> None:
+    # agent_<id> would fit in 255 bytes, but its lock file agent_<id>.record would not.
+    manager = FileSessionManager(session_id="s", storage_dir=tmp_path)
+    with pytest.raises(InvalidIdentifierError, match="limit is 242 bytes"):
+        quiet_agent(manager, ["never"], agent_id=agent_id)
+    assert not list(tmp_path.rglob("agent_*"))
+    longest = agent_id.encode()[:242].decode(errors="ignore")
+    agent = quiet_agent(manager, ["stored"], agent_id=longest)
+    agent("hello")
+    assert texts(quiet_agent(FileSessionManager(session_id="s", storage_dir=tmp_path), agent_id=longest)) == [
+        "hello",
+        "stored",
+    ]
 
 
 def test_same_agent_id_twice_on_one_manager_is_a_configuration_error() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mooring import Agent, AgentState, NullConversationManager, SlidingWindowConversationManager, tool
+from mooring import Agent, AgentState, NullConversationManager, SlidingWindowConversationManager, ToolContext, tool
 from mooring.agent.conversation import is_valid_start
 from mooring.agent.hooks import (
     AfterInvocation,
@@ -22,8 +23,9 @@ from mooring.agent.hooks import (
     HookRegistry,
     MessageAdded,
 )
-from mooring.errors import ModelError
+from mooring.errors import ModelError, MooringError, UnstorableContentError
 from mooring.models import ScriptedModel, tool_call
+from mooring.session import FileSessionManager
 
 
 def test_state_refuses_what_json_cannot_hold_and_names_the_key() -> None:
@@ -35,6 +37,59 @@ def test_state_refuses_what_json_cannot_hold_and_names_the_key() -> None:
     with pytest.raises(ValueError, match="non-blank"):
         state.set("  ", 1)
     assert state.get() == {"ok": 1}
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = {"down": value} if depth % 2 else [value]
+    return value
+
+
+UNSTORABLE_VALUES = {
+    "deeper-than-100": _nested(101),
+    "deep-enough-to-break-copying": _nested(900),
+    "deeper-than-json-recurses": _nested(5000),
+    "lone-surrogate": "half \ud800 a pair",
+    "lone-surrogate-in-a-key": {"\udfff": 1},
+    "bytes": b"raw",
+}
+
+
+@pytest.mark.parametrize("value", UNSTORABLE_VALUES.values(), ids=UNSTORABLE_VALUES.keys())
+def test_state_refuses_what_no_backend_can_store_at_once(value: Any) -> None:
+    state = AgentState({"ok": 1})
+    with pytest.raises(UnstorableContentError, match="'bad'") as info:
+        state.set("bad", value)
+    assert isinstance(info.value, MooringError) and isinstance(info.value, ValueError)
+    assert state.get() == {"ok": 1} and "bad" not in state.dirty_keys()
+    with pytest.raises(UnstorableContentError, match="surrogate"):
+        state.set("key \ud800", 1)
+
+
+def test_a_state_value_at_the_depth_limit_is_stored_and_restored(tmp_path: Path) -> None:
+    @tool
+    def remember(depth: int, context: ToolContext) -> str:
+        """Stores a deeply nested value."""
+        for key, value in (("deepest", _nested(depth)), ("too deep", _nested(depth + 1))):
+            try:
+                context.agent.state.set(key, value)
+            except UnstorableContentError as exc:
+                return f"refused: {exc}"
+        return "both stored"
+
+    def agent(responses: list[Any]) -> Agent:
+        manager = FileSessionManager(session_id="deep", storage_dir=tmp_path)
+        return Agent(model=ScriptedModel(responses), tools=[remember], session_manager=manager, callback_handler=None)
+
+    first = agent([[tool_call("remember", {"depth": 100})], "done"])
+    first("remember")
+    result = first.messages[2]["content"][0]["toolResult"]["content"][0]["text"]  # type: ignore[typeddict-item]
+    assert "refused" in result and "'too deep'" in result and "100 levels" in result
+    restored = agent([])
+    assert restored.state.get("deepest") == _nested(100)
+    assert "too deep" not in restored.state
+    assert [m["role"] for m in restored.messages] == ["user", "assistant", "user", "assistant"]
 
 
 def test_state_hands_out_copies() -> None:

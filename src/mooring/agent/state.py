@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mooring._json import find_unstorable
+from mooring.errors import UnstorableContentError
+
 _MISSING = object()
 
 
@@ -76,12 +79,20 @@ class AgentState:
                 self.set(key, value)
 
     def set(self, key: str, value: Any) -> None:
-        """Store a copy of ``value`` under ``key``; it must survive a JSON round trip."""
+        """Store a copy of ``value`` under ``key``; it must survive a JSON round trip.
+
+        A value no backend can store (not JSON, nested deeper than 100 levels, a string with a
+        lone surrogate) raises :class:`~mooring.errors.UnstorableContentError` naming the key.
+        """
         self._check_key(key)
+        # Checked before json.dumps, which a deep enough value would make raise RecursionError.
+        problem = find_unstorable(value)
+        if problem is not None:
+            raise UnstorableContentError(f"agent.state value for key {key!r} cannot be stored: {problem}")
         try:
             encoded = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"agent.state value for key {key!r} is not JSON-serializable: {exc}") from exc
+            raise UnstorableContentError(f"agent.state value for key {key!r} is not JSON-serializable: {exc}") from exc
         with self._lock:
             self._data[key] = json.loads(encoded)
             self._version += 1
@@ -180,3 +191,6 @@ class AgentState:
     def _check_key(key: object) -> None:
         if not isinstance(key, str) or not key.strip():
             raise ValueError(f"agent.state keys must be non-blank strings, got {key!r}")
+        problem = find_unstorable(key)
+        if problem is not None:
+            raise UnstorableContentError(f"agent.state key {key!r} cannot be stored: {problem}")

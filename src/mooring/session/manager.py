@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mooring._ids import validate_id
+from mooring._json import find_unstorable
 from mooring.agent.hooks import (
     AfterInvocation,
     AgentInitialized,
@@ -39,6 +40,7 @@ from mooring.errors import (
     CorruptRecordError,
     LeaseLostError,
     LeaseTimeoutError,
+    UnstorableContentError,
 )
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
 from mooring.session.repository import Lease, SessionRepository
@@ -333,6 +335,8 @@ class RepositorySessionManager(SessionManager):
     async def _on_message_added(self, event: MessageAdded) -> None:
         tracked = self._track(event.agent)
         if tracked.in_invocation and _is_prompt(event.message):
+            # Held back until the answer comes, but refused now: before the model is called.
+            self._check_storable(tracked, [event.message], tracked.next_id + len(tracked.pending))
             tracked.pending.append(event.message)
             return
         await self._append(tracked, [*tracked.pending, event.message])
@@ -349,6 +353,7 @@ class RepositorySessionManager(SessionManager):
         for index in range(len(messages) - 1, -1, -1):
             if messages[index] is message:
                 message_id = tracked.next_id - (len(messages) - index)
+                self._check_storable(tracked, [message], message_id)
                 await self.repository.update_message(
                     self.session_id,
                     event.agent.agent_id,
@@ -391,9 +396,27 @@ class RepositorySessionManager(SessionManager):
 
     # -- writes -------------------------------------------------------------------------------
 
+    def _check_storable(self, tracked: _Tracked, messages: list[Message], first_id: int) -> None:
+        """``UnstorableContentError`` naming the first message no backend could store.
+
+        Called before a write, so a refused turn leaves nothing of itself in the store; the
+        messages held back for it are dropped, and the next turn reloads what the store holds.
+        """
+        for offset, message in enumerate(messages):
+            problem = find_unstorable(message)
+            if problem is None:
+                continue
+            tracked.pending = []
+            tracked.diverged = True
+            raise UnstorableContentError(
+                f"session {self.session_id!r}, agent {tracked.agent.agent_id!r}: message {first_id + offset} "
+                f"({message.get('role', '?')}) cannot be stored, so nothing of the turn was written: {problem}"
+            )
+
     async def _append(self, tracked: _Tracked, messages: list[Message]) -> None:
         if not messages:
             return
+        self._check_storable(tracked, messages, tracked.next_id)
         records = [MessageRecord(message_id=tracked.next_id + i, message=m) for i, m in enumerate(messages)]
         try:
             tracked.next_id = await self.repository.append_messages(self.session_id, tracked.agent.agent_id, records)

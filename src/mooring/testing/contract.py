@@ -40,13 +40,18 @@ from typing import Any, TypeVar
 
 import pytest
 
+from mooring._ids import MAX_ID_BYTES
+from mooring.agent import Agent, tool
 from mooring.errors import (
     ConflictError,
     InvalidIdentifierError,
     LeaseLostError,
     LeaseTimeoutError,
     SessionNotFoundError,
+    UnstorableContentError,
 )
+from mooring.models import ScriptedModel, tool_call
+from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
 from mooring.session.repository import SessionRepository
 
@@ -65,6 +70,18 @@ def _on_fresh_loop(fn: F) -> Callable[..., None]:
 
 def _sid() -> str:
     return f"contract-{uuid.uuid4().hex[:12]}"
+
+
+def _long_id(kind: str, unit: str, extra: int = 0) -> str:
+    """A unique id of exactly ``MAX_ID_BYTES[kind] + extra`` UTF-8 bytes, mostly ``unit``s."""
+    head = uuid.uuid4().hex[:12] + "-"
+    size = MAX_ID_BYTES[kind] + extra - len(head)
+    width = len(unit.encode("utf-8"))
+    return head + unit * (size // width) + "x" * (size % width)
+
+
+# ASCII, Arabic (2 bytes each in UTF-8), CJK (3 bytes) and emoji (4 bytes).
+ID_UNITS = {"ascii": "s", "arabic": "\u0639", "cjk": "\u6f22", "emoji": "\U0001f600"}
 
 
 def _msg(i: int, text: str | None = None, role: str = "user") -> MessageRecord:
@@ -96,6 +113,13 @@ async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, *, ti
         if asyncio.get_running_loop().time() > deadline:
             pytest.fail(f"{what} (still not true after {timeout:.0f}s)")
         await asyncio.sleep(poll)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "bottom"
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 # (head before the append, ids appended): none of them starts at the head and stays contiguous.
@@ -201,6 +225,68 @@ class SessionRepositoryContract:
         assert await repository.delete_session(sid) is False
         # The id can be used again from scratch.
         await repository.create_session(SessionRecord(session_id=sid))
+        assert await repository.list_agents(sid) == []
+
+    @pytest.mark.parametrize("unit", ID_UNITS.values(), ids=ID_UNITS.keys())
+    @_on_fresh_loop
+    async def test_the_longest_ids_work_end_to_end(self, repository: SessionRepository, unit: str) -> None:
+        sid = _long_id("session_id", unit)
+        aid = _long_id("agent_id", unit)
+        mid = _long_id("multi_agent_id", unit)
+        await repository.create_session(SessionRecord(session_id=sid))
+        await repository.create_agent(sid, AgentRecord(agent_id=aid))
+        assert await repository.append_messages(sid, aid, [_msg(0), _msg(1, role="assistant")]) == 2
+        await repository.update_agent(sid, AgentRecord(agent_id=aid, state={"k": 1}), expected_version=1)
+        lease = await repository.acquire_lease(sid, aid, ttl=30, wait=0)
+        with pytest.raises(LeaseTimeoutError):
+            await repository.acquire_lease(sid, aid, ttl=30, wait=0)
+        await repository.release_lease(lease)
+        await repository.create_multi_agent(sid, MultiAgentRecord(multi_agent_id=mid, state={"n": 1}))
+        await repository.update_multi_agent(
+            sid, MultiAgentRecord(multi_agent_id=mid, state={"n": 2}), expected_version=1
+        )
+        assert sid in await _listed(repository)
+        assert await repository.list_agents(sid) == [aid]
+        assert await repository.list_multi_agents(sid) == [mid]
+        assert [r.message_id for r in await repository.read_messages(sid, aid)] == [0, 1]
+        agent = await repository.read_agent(sid, aid)
+        assert agent is not None and agent.state == {"k": 1}
+        multi = await repository.read_multi_agent(sid, mid)
+        assert multi is not None and multi.state == {"n": 2}
+        assert await repository.delete_session(sid) is True
+
+    @pytest.mark.parametrize("unit", ID_UNITS.values(), ids=ID_UNITS.keys())
+    @_on_fresh_loop
+    async def test_one_byte_over_the_id_limit_is_refused_before_any_io(
+        self, repository: SessionRepository, unit: str
+    ) -> None:
+        long_sid = _long_id("session_id", unit, extra=1)
+        with pytest.raises(InvalidIdentifierError, match=f"limit is {MAX_ID_BYTES['session_id']} bytes"):
+            await repository.create_session(SessionRecord(session_id=long_sid))
+        with pytest.raises(InvalidIdentifierError, match="limit"):
+            await repository.read_session(long_sid)
+        assert not any(s.startswith(long_sid[:13]) for s in await _listed(repository))
+
+        sid = await _session_with_agent(repository)
+        long_aid = _long_id("agent_id", unit, extra=1)
+        with pytest.raises(InvalidIdentifierError, match=f"limit is {MAX_ID_BYTES['agent_id']} bytes"):
+            await repository.create_agent(sid, AgentRecord(agent_id=long_aid))
+        with pytest.raises(InvalidIdentifierError, match="limit"):
+            await repository.acquire_lease(sid, long_aid, ttl=30, wait=0)
+        long_mid = _long_id("multi_agent_id", unit, extra=1)
+        with pytest.raises(InvalidIdentifierError, match=f"limit is {MAX_ID_BYTES['multi_agent_id']} bytes"):
+            await repository.create_multi_agent(sid, MultiAgentRecord(multi_agent_id=long_mid))
+        assert await repository.list_agents(sid) == ["agent"]
+        assert await repository.list_multi_agents(sid) == []
+
+    @_on_fresh_loop
+    async def test_ids_with_a_lone_surrogate_are_refused(self, repository: SessionRepository) -> None:
+        with pytest.raises(InvalidIdentifierError, match="surrogate"):
+            await repository.create_session(SessionRecord(session_id="bad-\ud800"))
+        sid = _sid()
+        await repository.create_session(SessionRecord(session_id=sid))
+        with pytest.raises(InvalidIdentifierError, match="surrogate"):
+            await repository.create_agent(sid, AgentRecord(agent_id="bad-\udfff"))
         assert await repository.list_agents(sid) == []
 
     # -- agents -------------------------------------------------------------------------------
@@ -412,6 +498,74 @@ class SessionRepositoryContract:
         assert await repository.message_head(sid, "agent", hint=6) == 4
         assert await repository.append_messages(sid, "agent", [_msg(4, "again")]) == 5
         assert [r.message_id for r in await repository.read_messages(sid, "agent")] == [0, 1, 2, 3, 4]
+
+    @_on_fresh_loop
+    async def test_a_nul_character_round_trips_or_is_refused_before_any_write(
+        self, repository: SessionRepository
+    ) -> None:
+        # PostgreSQL's JSONB has no U+0000; the other backends store it. Either is fine, a raw
+        # driver error or a half-written batch is not.
+        sid = await _session_with_agent(repository)
+        batch = [_msg(0, "fine"), _msg(1, "nul \x00 here", role="assistant")]
+        try:
+            await repository.append_messages(sid, "agent", batch)
+        except UnstorableContentError as exc:
+            assert "message 1" in str(exc)
+            assert await repository.message_head(sid, "agent") == 0
+        else:
+            assert [r.to_message() for r in await repository.read_messages(sid, "agent")] == [r.message for r in batch]
+        try:
+            await repository.update_agent(sid, AgentRecord(agent_id="agent", state={"nul": "\x00"}), expected_version=1)
+        except UnstorableContentError as exc:
+            assert "'nul'" in str(exc)
+            stored = await repository.read_agent(sid, "agent")
+            assert stored is not None and stored.version == 1 and stored.state == {}
+        else:
+            stored = await repository.read_agent(sid, "agent")
+            assert stored is not None and stored.state == {"nul": "\x00"}
+
+    # -- what the session manager refuses, on this backend --------------------------------------
+
+    @pytest.mark.parametrize(
+        "prompt", ["lone \ud800 surrogate", [{"json": _nested(150)}]], ids=["lone-surrogate", "too-deep"]
+    )
+    def test_an_unstorable_prompt_is_refused_before_anything_is_written(
+        self, repository: SessionRepository, prompt: Any
+    ) -> None:
+        sid = _sid()
+        model = ScriptedModel(["one", "two"])
+        agent = Agent(model=model, session_manager=RepositorySessionManager(sid, repository), callback_handler=None)
+        agent("first")
+        with pytest.raises(UnstorableContentError, match="message 2"):
+            agent(prompt)
+        assert len(model.calls) == 1  # refused before the model was asked
+        stored = asyncio.run(repository.read_messages(sid, "default"))
+        assert [r.to_message()["content"][0]["text"] for r in stored] == ["first", "one"]
+        agent("again")
+        stored = asyncio.run(repository.read_messages(sid, "default"))
+        assert [r.to_message()["content"][0]["text"] for r in stored] == ["first", "one", "again", "two"]
+        assert agent.messages == [r.to_message() for r in stored]
+
+    def test_an_unstorable_tool_result_is_refused_and_the_turn_repaired(self, repository: SessionRepository) -> None:
+        @tool
+        def shout() -> str:
+            """Returns a string no backend can store."""
+            return "\udcff"
+
+        sid = _sid()
+        model = ScriptedModel([[tool_call("shout")], "never"])
+        agent = Agent(
+            model=model, tools=[shout], session_manager=RepositorySessionManager(sid, repository), callback_handler=None
+        )
+        with pytest.raises(UnstorableContentError, match="message 2"):
+            agent("go")
+        stored = asyncio.run(repository.read_messages(sid, "default"))
+        assert [r.message_id for r in stored] == [0, 1]  # the prompt and its toolUse; no result
+        agent("next")  # the dangling toolUse is closed, and the conversation goes on
+        messages = [r.to_message() for r in asyncio.run(repository.read_messages(sid, "default"))]
+        assert agent.messages == messages
+        assert messages[-1]["content"] == [{"text": "never"}]
+        assert all("\udcff" not in repr(m) for m in messages)
 
     # -- multi-agent --------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     raise missing_extra("postgres", exc.name or "psycopg") from exc
 
 from mooring._ids import validate_id
+from mooring._json import find_unstorable
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
@@ -49,6 +50,7 @@ from mooring.errors import (
     MooringError,
     SessionNotFoundError,
     StorageUnavailableError,
+    UnstorableContentError,
 )
 from mooring.session.backends.sql import base as _sql
 from mooring.session.backends.sql.migrations import migrate_postgres
@@ -72,6 +74,15 @@ T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
 _MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
+
+
+def _jsonb(data: dict[str, Any], what: str) -> Jsonb:
+    """``data`` for a JSONB column, refused up front (naming where) if JSONB cannot hold it:
+    its text type has no NUL character, which the other backends store."""
+    problem = find_unstorable(data, max_depth=None, allow_nul=False)
+    if problem is not None:
+        raise UnstorableContentError(f"{what} cannot be stored in PostgreSQL (JSONB): {problem}")
+    return Jsonb(data)
 
 
 class PostgresSessionRepository(_sql.SQLRepository[Conn]):
@@ -246,7 +257,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
                 "INSERT INTO {s}.sessions (session_id, created_at, data) VALUES (%s, %s, %s) "
                 "ON CONFLICT (session_id) DO NOTHING RETURNING 1"
             ),
-            (session.session_id, session.created_at, Jsonb(session.to_dict())),
+            (session.session_id, session.created_at, _jsonb(session.to_dict(), f"session {session.session_id!r}")),
         ).fetchone()
         if row is None:
             raise ConflictError(f"session {session.session_id!r} already exists in {self.describe()}")
@@ -321,7 +332,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
                     "INSERT INTO {s}.agents (session_id, agent_id, version, data) VALUES (%s, %s, 1, %s) "
                     "ON CONFLICT (session_id, agent_id) DO NOTHING RETURNING 1"
                 ),
-                (session_id, agent.agent_id, Jsonb(stored.to_dict())),
+                (session_id, agent.agent_id, _jsonb(stored.to_dict(), f"agent {agent.agent_id!r}")),
             ).fetchone()
             if row is None:
                 raise ConflictError(f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=1)
@@ -357,7 +368,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
             new = agent.successor(expected_version, row[1])
             conn.execute(
                 self._q("UPDATE {s}.agents SET version = %s, data = %s WHERE session_id = %s AND agent_id = %s"),
-                (new.version, Jsonb(new.to_dict()), session_id, agent.agent_id),
+                (new.version, _jsonb(new.to_dict(), f"agent {agent.agent_id!r}"), session_id, agent.agent_id),
             )
         return new
 
@@ -365,7 +376,10 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
 
     @_sql.lends_connection
     def _append_messages(self, conn: Conn, session_id: str, agent_id: str, messages: list[MessageRecord]) -> int:
-        rows = [(session_id, agent_id, r.message_id, Jsonb(r.to_dict())) for r in messages]
+        rows = [
+            (session_id, agent_id, r.message_id, _jsonb(r.to_dict(), f"message {r.message_id} of agent {agent_id!r}"))
+            for r in messages
+        ]
         try:
             with conn.transaction():
                 self._lock_agent(conn, session_id, agent_id)
@@ -441,7 +455,12 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
                 self._q(
                     "UPDATE {s}.messages SET data = %s WHERE session_id = %s AND agent_id = %s AND message_id = %s"
                 ),
-                (Jsonb(record.to_dict()), session_id, agent_id, message.message_id),
+                (
+                    _jsonb(record.to_dict(), f"message {message.message_id} of agent {agent_id!r}"),
+                    session_id,
+                    agent_id,
+                    message.message_id,
+                ),
             )
 
     @_sql.lends_connection
@@ -469,7 +488,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
                     "INSERT INTO {s}.multi_agents (session_id, multi_agent_id, version, data) "
                     "VALUES (%s, %s, 1, %s) ON CONFLICT (session_id, multi_agent_id) DO NOTHING RETURNING 1"
                 ),
-                (session_id, record.multi_agent_id, Jsonb(stored.to_dict())),
+                (session_id, record.multi_agent_id, _jsonb(stored.to_dict(), f"multi-agent {record.multi_agent_id!r}")),
             ).fetchone()
             if row is None:
                 raise ConflictError(f"multi-agent {record.multi_agent_id!r} already exists", version=1)
@@ -507,7 +526,12 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
                 self._q(
                     "UPDATE {s}.multi_agents SET version = %s, data = %s WHERE session_id = %s AND multi_agent_id = %s"
                 ),
-                (new.version, Jsonb(new.to_dict()), session_id, record.multi_agent_id),
+                (
+                    new.version,
+                    _jsonb(new.to_dict(), f"multi-agent {record.multi_agent_id!r}"),
+                    session_id,
+                    record.multi_agent_id,
+                ),
             )
         return new
 

@@ -19,6 +19,7 @@ from mooring.errors import (
     MooringError,
     SessionNotFoundError,
     StorageUnavailableError,
+    UnstorableContentError,
 )
 
 __version__ = "0.1.0"
@@ -39,5 +40,6 @@ __all__ = [
     "SlidingWindowConversationManager",
     "StorageUnavailableError",
     "ToolContext",
+    "UnstorableContentError",
     "tool",
 ]

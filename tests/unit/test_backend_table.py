@@ -127,3 +127,62 @@ def test_old_module_paths_warn_and_hand_back_the_moved_names(old: str, new: str,
         module = importlib.import_module(old)
     assert getattr(module, name) is getattr(importlib.import_module(new), name)
     sys.modules.pop(old, None)
+
+
+def test_star_import_needs_no_optional_driver() -> None:
+    import mooring.session as session
+
+    # Every name in __all__ is bound at import time; none goes through the lazy __getattr__,
+    # which would import a driver.
+    assert [name for name in session.__all__ if name not in vars(session)] == []
+    assert not hasattr(session, "InMemorySessionManager")
+
+
+def test_postgres_url_options_keep_their_spaces() -> None:
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'mooring[postgres]')")
+    from mooring.session import PostgresSessionRepository
+
+    repo = PostgresSessionRepository.from_url(
+        "postgresql://u@h/db?schema=app&application_name=my%20app&options=-c%20search_path%3Dfoo"
+    )
+    assert repo.schema == "app"
+    assert repo._params["application_name"] == "my app"
+    assert repo._params["options"] == "-c search_path=foo"
+
+
+def test_a_file_restore_past_a_stale_hint_reads_off_the_event_loop(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from mooring.session import MessageRecord, SessionRecord
+    from mooring.session.records import AgentRecord
+
+    repo = FileSessionRepository(tmp_path, durability="none")
+    threads: list[str] = []
+    read = repo._read_messages
+
+    def spy(*args: object) -> object:
+        threads.append(threading.current_thread().name)
+        return read(*args)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await repo.create_session(SessionRecord(session_id="s"))
+        await repo.create_agent("s", AgentRecord(agent_id="a"))
+        records = [
+            MessageRecord(
+                message_id=i, message={"role": "user" if i % 2 == 0 else "assistant", "content": [{"text": "x"}]}
+            )
+            for i in range(40)
+        ]
+        await repo.append_messages("s", "a", records)
+        repo._read_messages = spy  # type: ignore[method-assign]
+        loop_thread = threading.current_thread().name
+        # A Strands-written agent record has no head hint (0): the window is the whole history.
+        window, head = await repo.read_window("s", "a", 0, head_hint=0)
+        assert head == 40 and len(window) == 40
+        assert threads and loop_thread not in threads
+        threads.clear()
+        small, _ = await repo.read_window("s", "a", 36, head_hint=0)  # 4 messages: cheap, in place
+        assert len(small) == 4 and threads == [loop_thread]
+
+    asyncio.run(run())

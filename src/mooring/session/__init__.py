@@ -2,7 +2,10 @@
 
 Backends live in :mod:`mooring.session.backends`, one folder each; the ones whose drivers
 are optional (SQLite, PostgreSQL, Redis, S3) are imported on first use of their names, so
-``import mooring.session`` never needs boto3, psycopg or redis.
+``import mooring.session`` never needs boto3, psycopg or redis. Those names
+(``SQLiteSessionRepository``/``Manager``, ``PostgresSessionRepository``/``Manager``,
+``RedisSessionRepository``/``Manager``, ``S3SessionRepository``/``Manager``) are not in
+``__all__``, so ``from mooring.session import *`` works without every driver installed.
 """
 
 from __future__ import annotations
@@ -28,15 +31,7 @@ __all__ = [
     "Lease",
     "MessageRecord",
     "MultiAgentRecord",
-    "PostgresSessionManager",
-    "PostgresSessionRepository",
-    "RedisSessionManager",
-    "RedisSessionRepository",
     "RepositorySessionManager",
-    "S3SessionManager",
-    "S3SessionRepository",
-    "SQLiteSessionManager",
-    "SQLiteSessionRepository",
     "SessionManager",
     "SessionPage",
     "SessionRecord",
@@ -55,7 +50,8 @@ def _lazy_names() -> dict[str, str]:
     for target in BUILTIN_BACKENDS.values():
         module, _, repository = target.partition(":")
         names[repository] = module
-        names[repository.replace("Repository", "Manager")] = module
+        if module != "mooring.session.backends.memory":  # the in-memory store has no manager of its own
+            names[repository.replace("Repository", "Manager")] = module
     return names
 
 

@@ -22,6 +22,7 @@ MOVED = {
     "mooring.session.postgres": "mooring.session.backends.sql.postgres",
     "mooring.session.redis": "mooring.session.backends.redis.repository",
     "mooring.session.s3": "mooring.session.backends.s3.repository",
+    "mooring.session.util": "mooring.session.records",
 }
 
 

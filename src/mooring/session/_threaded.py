@@ -80,8 +80,13 @@ class ThreadedRepository(SessionRepository):
     # -- how primitives run -------------------------------------------------------------------
 
     def _runs_inline(self, op: Operation, size: int) -> bool:
-        """True to run ``op`` on the event loop; ``size`` is the number of records it touches
-        (messages for appends and reads, 1 otherwise). Default: never."""
+        """True to run ``op`` on the event loop. Default: never.
+
+        ``size`` is how many records the call names: the messages of an append, a ranged read
+        or a truncation, the page size of a listing, 1 for single records; ``-1`` when it is
+        not known up front (a read to the head). Only a call whose cost is bounded by
+        ``size`` should run inline on its strength.
+        """
         return False
 
     def _guard(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -207,8 +212,16 @@ class ThreadedRepository(SessionRepository):
     ) -> tuple[list[MessageRecord], int]:
         validate_id(session_id, "session_id")
         validate_id(agent_id, "agent_id")
-        size = -1 if head_hint is None else max(head_hint - start, 0)
-        return await self._call("read_window", size, self._read_window, session_id, agent_id, start, head_hint)
+        if self._runs_inline("message_head", 1):
+            # The head is cheap to find here: find it first, so the read is dispatched on the
+            # window's real size, not on a hint that may be stale or missing (0 in Strands' files).
+            head = self._guard(self._message_head, session_id, agent_id, head_hint)
+            start = min(max(start, 0), head)
+            records = await self._call(
+                "read_messages", head - start, self._read_messages, session_id, agent_id, start, head
+            )
+            return records, head
+        return await self._call("read_window", -1, self._read_window, session_id, agent_id, start, head_hint)
 
     async def message_head(self, session_id: str, agent_id: str, *, hint: int | None = None) -> int:
         validate_id(session_id, "session_id")

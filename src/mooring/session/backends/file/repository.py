@@ -22,12 +22,11 @@ import shutil
 import stat
 import uuid
 from pathlib import Path
-from typing import ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 from typing_extensions import Self
 
-from mooring._ids import validate_id
 from mooring._json import BYTES_MARKER
 from mooring.errors import (
     ConfigurationError,
@@ -52,16 +51,14 @@ from mooring.session.records import (
 from mooring.session.repository import Capability, Lease
 from mooring.session.url import default_storage_dir, query_options, without_query
 
-T = TypeVar("T")
 Durability = Literal["fsync", "none"]
 
-# Lock files live outside the session tree, so the tree stays exactly the Strands layout.
 BYTES_MARKER_RAW = BYTES_MARKER.encode()
 _SMALL_READ = 8  # message reads up to this many records run in place (see _runs_inline)
 _ALWAYS_INLINE: frozenset[Operation] = frozenset(
     {"read_session", "read_agent", "message_head", "read_multi_agent", "acquire_lease", "renew_lease", "release_lease"}
 )
-_READS: frozenset[Operation] = frozenset({"read_messages", "read_window"})
+_READS: frozenset[Operation] = frozenset({"read_messages"})
 _WRITES: frozenset[Operation] = frozenset({"update_agent", "append_messages", "update_message"})
 
 
@@ -73,6 +70,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    lease_poll: ClassVar[tuple[float, float]] = (0.001, 0.02)  # a local flock frees in microseconds
 
     def __init__(self, storage_dir: str | os.PathLike[str] | None = None, *, durability: Durability = "fsync") -> None:
         if durability not in ("fsync", "none"):
@@ -185,7 +183,6 @@ class FileSessionRepository(FileTree, ThreadedRepository):
         return sorted(n[len("agent_") :] for n in names if n.startswith("agent_"))
 
     def _create_agent(self, session_id: str, agent: AgentRecord) -> AgentRecord:
-        validate_id(agent.agent_id, "agent_id")
         sfd = self._open_session(session_id)
         try:
             afd = _fs.open_dir(

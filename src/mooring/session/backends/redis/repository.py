@@ -33,7 +33,7 @@ import logging
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlencode
 
 from typing_extensions import Self
@@ -81,7 +81,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 # A blip (failover, a killed connection) is retried a few times quickly; a server that stays
 # down surfaces as StorageUnavailableError within a fraction of a second, not after the
@@ -105,7 +104,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         prefix: first part of every key, so several apps or tests share one database.
         ttl: seconds a session lives after its last write; ``None`` keeps sessions forever.
 
-    Each operation runs the blocking client in a worker thread (``asyncio.to_thread``), so one
+    Each operation runs the blocking client in a worker thread (mooring's shared I/O pool), so one
     repository serves any number of event loops and threads through the client's pool.
     """
 
@@ -152,15 +151,15 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
                 raise ConfigurationError(f"invalid redis URL: {exc}") from exc
         self.client: Any = client
         self._index = f"{prefix}:sessions"
-        self._create_record = client.register_script(lua.CREATE_RECORD)
-        self._update_record = client.register_script(lua.UPDATE_RECORD)
+        self._create_record_script = client.register_script(lua.CREATE_RECORD)
+        self._update_record_script = client.register_script(lua.UPDATE_RECORD)
         self._append_script = client.register_script(lua.APPEND)
         self._update_message_script = client.register_script(lua.UPDATE_MESSAGE)
         self._truncate_script = client.register_script(lua.TRUNCATE)
-        self._delete = client.register_script(lua.DELETE_SESSION)
-        self._lease_acquire = client.register_script(lua.LEASE_ACQUIRE)
-        self._lease_renew = client.register_script(lua.LEASE_RENEW)
-        self._lease_release = client.register_script(lua.LEASE_RELEASE)
+        self._delete_script = client.register_script(lua.DELETE_SESSION)
+        self._lease_acquire_script = client.register_script(lua.LEASE_ACQUIRE)
+        self._lease_renew_script = client.register_script(lua.LEASE_RENEW)
+        self._lease_release_script = client.register_script(lua.LEASE_RELEASE)
 
     # -- sessions -----------------------------------------------------------------------------
 
@@ -239,7 +238,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         # SCAN finds what the known keys miss (leases, strays); scanning before the atomic
         # delete means a session re-created meanwhile is not wiped by a late scan.
         strays = [_text(key) for key in self.client.scan_iter(match=glob_escape(k.base) + "*", count=_SCAN_COUNT)]
-        existed = self._delete(keys=[k.session, k.agents, k.multis, *strays], args=[k.base])
+        existed = self._delete_script(keys=[k.session, k.agents, k.multis, *strays], args=[k.base])
         if raw is not None:
             try:
                 created_at = SessionRecord.from_dict(_loads(raw, k.session), k.session).created_at
@@ -273,7 +272,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         stored = agent.copy()
         stored.version = 1
         status, number = self._script(
-            self._create_record,
+            self._create_record_script,
             [k.session, k.agents, k.agent(agent.agent_id), k.messages(agent.agent_id)],
             [k.base, self._ttl_ms, encode_id(agent.agent_id), _dumps(stored.to_dict())],
         )
@@ -312,7 +311,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         new.created_at = type(new).from_dict(_loads(raw, where), where).created_at or new.created_at
         new.version, new.updated_at = expected_version + 1, now_iso()
         status, number = self._script(
-            self._update_record,
+            self._update_record_script,
             [k.session, key],
             [k.base, self._ttl_ms, expected_version, _dumps(new.to_dict()), uuid.uuid4().hex],
         )
@@ -405,7 +404,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         k = self._k(session_id)
         stored = replace(record, state=dict(record.state), version=1)
         status, number = self._script(
-            self._create_record,
+            self._create_record_script,
             [k.session, k.multis, k.multi(record.multi_agent_id)],
             [k.base, self._ttl_ms, encode_id(record.multi_agent_id), _dumps(stored.to_dict())],
         )
@@ -437,7 +436,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         key = self._k(session_id).lease(agent_id)
         token = uuid.uuid4().hex
         expires = time.time() + ttl
-        if not self._lease_acquire([key], [token, self._ms(ttl)]):
+        if not self._lease_acquire_script([key], [token, self._ms(ttl)]):
             return None
         logger.debug("session_id=<%s>, agent_id=<%s> | acquired lease", session_id, agent_id)
         return Lease(session_id=session_id, agent_id=agent_id, token=token, expires_at=expires)
@@ -445,12 +444,12 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
     def _renew_lease(self, lease: Lease, ttl: float) -> Lease:
         key = self._k(lease.session_id).lease(lease.agent_id)
         expires = time.time() + ttl
-        if not self._lease_renew([key], [lease.token, self._ms(ttl)]):
+        if not self._lease_renew_script([key], [lease.token, self._ms(ttl)]):
             raise LeaseLostError(f"lease on session {lease.session_id!r}, agent {lease.agent_id!r} was lost")
         return Lease(session_id=lease.session_id, agent_id=lease.agent_id, token=lease.token, expires_at=expires)
 
     def _release_lease(self, lease: Lease) -> None:
-        self._lease_release([self._k(lease.session_id).lease(lease.agent_id)], [lease.token])
+        self._lease_release_script([self._k(lease.session_id).lease(lease.agent_id)], [lease.token])
         logger.debug("session_id=<%s>, agent_id=<%s> | released lease", lease.session_id, lease.agent_id)
 
 

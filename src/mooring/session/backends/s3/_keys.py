@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from mooring.errors import CorruptRecordError, SessionNotFoundError
 from mooring.session._head import gallop_down, gallop_up
@@ -21,8 +21,6 @@ from mooring.session._layout import (
     session_name,
 )
 from mooring.session.backends.s3._io import S3Io, S3Object
-
-T = TypeVar("T")
 
 
 # Listing would cost one request per 1,000 keys of history and cannot start at an offset (ids

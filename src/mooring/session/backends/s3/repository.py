@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from typing_extensions import Self
@@ -80,7 +80,6 @@ __all__ = ["S3SessionManager", "S3SessionRepository"]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 _MAX_WAVE = 1000
 _UPDATE_ATTEMPTS = 5

@@ -12,7 +12,7 @@ transaction (a unique violation on ``(session_id, agent_id, message_id)`` is rep
 Invocation leases are rows with a token and an expiry computed with the database clock
 (``now()``), so clients with skewed clocks still agree on who holds a lease.
 
-Operations run the sync driver in worker threads (``asyncio.to_thread``) over a
+Operations run the sync driver in worker threads (mooring's shared I/O pool) over a
 thread-safe pool opened on first use, so the repository works from any event loop.
 """
 
@@ -24,8 +24,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
-from urllib.parse import urlencode
+from typing import Any
+from urllib.parse import quote, urlencode
 
 from typing_extensions import Self
 
@@ -70,7 +70,6 @@ from mooring.session.url import query_options, without_query
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 
 _MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -98,7 +97,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
     (opened and closed by you; configure its connections with ``prepare_threshold=None`` if
     it goes through PgBouncer). ``timeout`` bounds the wait for a connection; when the server
     cannot be reached, operations raise ``StorageUnavailableError`` with the cause chained.
-    The schema and its tables are created on first use (see :mod:`._migrations`).
+    The schema and its tables are created on first use (see :mod:`.migrations`).
     """
 
     @classmethod
@@ -108,7 +107,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
         schema = options.pop("schema", None)
         dsn = without_query(url)
         if options:
-            dsn += "?" + urlencode(options)
+            dsn += "?" + urlencode(options, quote_via=quote)  # libpq reads "+" literally
         return cls(dsn, **({"schema": schema} if schema else {}))
 
     def __init__(

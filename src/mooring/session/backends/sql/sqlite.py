@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from typing_extensions import Self
@@ -57,7 +57,6 @@ from mooring.session.url import default_storage_dir, query_options
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Durability = Literal["fsync", "none"]
 
 _MAX_IDLE_CONNECTIONS = 8

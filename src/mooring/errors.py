@@ -56,6 +56,10 @@ class StorageUnavailableError(MooringError):
     """The storage backend could not be reached or failed; the driver error is chained."""
 
 
+class ReadOnlyStoreError(StorageUnavailableError):
+    """A write was asked of a store that can only be read (its message names the store)."""
+
+
 class ModelError(MooringError):
     """A model provider failed."""
 

@@ -108,6 +108,10 @@ class SessionSnapshot:
     session: SessionRecord
     agents: dict[str, _SnapshotAgent] = field(default_factory=dict)
     multi_agents: dict[str, MultiAgentRecord] = field(default_factory=dict)
+    #: The session id the export's header names (None when the header names none).
+    header_session_id: str | None = None
+    #: Where the export was read from, for error messages.
+    origin: str = "export"
 
     @property
     def session_id(self) -> str:
@@ -153,6 +157,7 @@ class SessionSnapshot:
 def read_export(lines: Iterable[str], where: str = "export") -> SessionSnapshot:
     """Parse and fully validate an export; ``CorruptRecordError`` names the bad line."""
     header_seen = False
+    header_id: str | None = None
     snapshot: SessionSnapshot | None = None
     ended: dict[str, Any] | None = None
     for number, raw in enumerate(lines, start=1):
@@ -164,12 +169,14 @@ def read_export(lines: Iterable[str], where: str = "export") -> SessionSnapshot:
         item = _parse_line(raw, at)
         kind = item["type"]
         if not header_seen:
-            _check_header(item, at)
+            header_id = _check_header(item, at)
             header_seen = True
         elif kind == "session":
             if snapshot is not None:
                 raise CorruptRecordError(f"{at}: a second session record")
-            snapshot = SessionSnapshot(session=SessionRecord.from_dict(item.get("record"), at))
+            snapshot = SessionSnapshot(
+                session=SessionRecord.from_dict(item.get("record"), at), header_session_id=header_id, origin=where
+            )
         elif snapshot is None:
             raise CorruptRecordError(f"{at}: {kind!r} record before the session record")
         elif kind == "end":
@@ -196,7 +203,8 @@ def _parse_line(raw: str, at: str) -> dict[str, Any]:
     return item
 
 
-def _check_header(item: dict[str, Any], at: str) -> None:
+def _check_header(item: dict[str, Any], at: str) -> str | None:
+    """Check the header line; returns the session id it names."""
     if item["type"] != EXPORT_TYPE:
         raise CorruptRecordError(f"{at}: not a mooring export (the first line must have type {EXPORT_TYPE!r})")
     version = item.get("version")
@@ -204,6 +212,10 @@ def _check_header(item: dict[str, Any], at: str) -> None:
         raise CorruptRecordError(
             f"{at}: export format version {version!r} is not supported (this mooring reads {EXPORT_VERSION})"
         )
+    session_id = item.get("session_id")
+    if session_id is not None and not isinstance(session_id, str):
+        raise CorruptRecordError(f"{at}: the header's session_id {session_id!r} is not a string")
+    return session_id
 
 
 def _add_agent(snapshot: SessionSnapshot, item: dict[str, Any], at: str) -> None:
@@ -263,11 +275,21 @@ async def import_session(
     target_id: str | None = None,
     replace: bool = False,
 ) -> CopyReport:
-    """Store a parsed export; an existing session is an error unless ``replace``.
+    """Store a parsed export under ``target_id`` (default: its session id); an existing
+    session is an error unless ``replace``.
 
-    With ``replace`` the existing session is deleted first: the file was fully validated
-    before (by :func:`read_export`), so only a store failure can interrupt the import after that.
+    An export whose header and session record name different sessions is refused (it was
+    edited or assembled by hand, and either id may be the intended one) unless ``target_id``
+    says which id to use. With ``replace`` the existing session is deleted first: the file was
+    fully validated before (by :func:`read_export`), so only a store failure can interrupt the
+    import after that.
     """
+    header_id = snapshot.header_session_id
+    if target_id is None and header_id is not None and header_id != snapshot.session_id:
+        raise CorruptRecordError(
+            f"{snapshot.origin}: the export header names session {header_id!r} but its session record is "
+            f"{snapshot.session_id!r}; choose the id to import it under (--as ID)"
+        )
     target_id = validate_id(target_id if target_id is not None else snapshot.session_id, "session_id")
     if await target.read_session(target_id) is not None:
         if not replace:

@@ -166,7 +166,7 @@ class RepositorySessionManager(SessionManager):
                 f"an agent with agent_id {agent.agent_id!r} is already attached to the session manager for "
                 f"session {self.session_id!r}; give each Agent its own agent_id"
             )
-        record = await self.repository.read_agent(self.session_id, agent.agent_id)
+        record = await self._read_session_and_agent(agent.agent_id)
         if record is not None:
             self._session_ready = True  # an agent record implies its session
         else:
@@ -196,6 +196,29 @@ class RepositorySessionManager(SessionManager):
         self._tracked[agent.agent_id] = tracked
         await self._restore(tracked, record)
         await self._repair_if_idle(tracked)
+
+    async def _read_session_and_agent(self, agent_id: str) -> AgentRecord | None:
+        """The agent record, read together with the session record, whose only purpose here
+        is to fail loudly (``CorruptRecordError``) when it is corrupt instead of restoring
+        an agent from a session the listing and other readers cannot see."""
+        if self._session_ready:
+            return await self.repository.read_agent(self.session_id, agent_id)
+        # Both at once: on a remote store the check costs no extra round trip.
+        session, record = await asyncio.gather(
+            self.repository.read_session(self.session_id),
+            self.repository.read_agent(self.session_id, agent_id),
+            return_exceptions=True,
+        )
+        if isinstance(session, BaseException):
+            raise session
+        if isinstance(record, BaseException):
+            raise record
+        if session is not None and session.session_id != self.session_id:
+            raise CorruptRecordError(
+                f"{self.repository.describe()}: the record of session {self.session_id!r} names session "
+                f"{session.session_id!r}"
+            )
+        return record
 
     async def _restore(self, tracked: _Tracked, record: AgentRecord, *, reload: bool = False) -> None:
         agent = tracked.agent

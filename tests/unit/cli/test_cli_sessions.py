@@ -177,6 +177,33 @@ def test_import_rejects_a_truncated_or_foreign_file(store: Path, tmp_path: Path,
     assert code == 1 and "version 99" in err
 
 
+def test_import_refuses_an_export_whose_header_and_session_record_disagree(
+    store: Path, tmp_path: Path, cli: Cli, make_session
+) -> None:
+    make_session("s1", [("a", ["b"])])
+    export = tmp_path / "s1.jsonl"
+    assert cli("sessions", "export", "s1", "-o", str(export), "--store", str(store))[0] == 0
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    lines[0]["session_id"] = "renamed"  # the header was edited, the session record was not
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    target = tmp_path / "target"
+
+    code, _, err = cli("sessions", "import", str(edited), "--store", str(target))
+    assert code == 1
+    assert "'renamed'" in err and "'s1'" in err and "--as" in err and "edited.jsonl" in err
+    assert cli.json("sessions", "list", "--store", str(target))["sessions"] == []
+    code, _, err = cli("sessions", "import", str(edited), "--replace", "--store", str(target))
+    assert code == 1 and "'renamed'" in err
+
+    report = cli.json("sessions", "import", str(edited), "--as", "renamed", "--store", str(target))
+    assert report["target_id"] == "renamed" and report["messages_copied"] == 2
+    assert [s["session_id"] for s in cli.json("sessions", "list", "--store", str(target))["sessions"]] == ["renamed"]
+    shown = cli.json("sessions", "show", "renamed", "--store", str(target))
+    assert shown["session_id"] == "renamed"
+    assert [m["content"][0]["text"] for m in shown["agents"][0]["messages"]] == ["a", "b"]
+
+
 def test_export_json_needs_an_output_file(store: Path, cli: Cli, make_session) -> None:
     make_session("s1")
     code, _, err = cli("sessions", "export", "s1", "--json", "--store", str(store))

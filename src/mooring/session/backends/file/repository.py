@@ -17,6 +17,7 @@ dies. No symlink is followed anywhere under ``storage_dir``.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import stat
@@ -31,6 +32,7 @@ from mooring._json import BYTES_MARKER
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
+    CorruptRecordError,
     SessionNotFoundError,
 )
 from mooring.session._head import find_head
@@ -50,6 +52,8 @@ from mooring.session.records import (
 )
 from mooring.session.repository import Capability, Lease
 from mooring.session.url import default_storage_dir, query_options, without_query
+
+logger = logging.getLogger(__name__)
 
 Durability = Literal["fsync", "none"]
 
@@ -123,11 +127,18 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             fd = self._open(parts, create=False)
         except FileNotFoundError:
             return None
+        where = self._where(*parts, "session.json")
         try:
-            data = _fs.read_json(fd, "session.json", self._where(*parts, "session.json"))
+            data = _fs.read_json(fd, "session.json", where)
         finally:
             os.close(fd)
-        return None if data is None else SessionRecord.from_dict(data, self._where(*parts, "session.json"))
+        if data is None:
+            return None
+        record = SessionRecord.from_dict(data, where)
+        if record.session_id != session_id:
+            # A session.json copied from another session would otherwise be listed twice.
+            raise CorruptRecordError(f"{where}: holds session_id {record.session_id!r}, expected {session_id!r}")
+        return record
 
     def _all_sessions(self) -> list[SessionRecord]:
         records = []
@@ -137,7 +148,8 @@ class FileSessionRepository(FileTree, ThreadedRepository):
                     continue
                 try:
                     record = self._read_session(entry.name[len("session_") :])
-                except Exception:  # an unreadable session must not hide the others
+                except Exception as exc:  # an unreadable session must not hide the others
+                    logger.warning("path=<%s> | skipped an unreadable session: %s", entry.path, exc)
                     continue
                 if record is not None:
                     records.append(record)

@@ -9,6 +9,10 @@ with a token and an expiry (capability ``"lease_expiry"``): an expired lease, or
 holder process on this machine has died, can be taken over, and renew/release only touch the
 row while it still carries the holder's token.
 
+A database that cannot be written (read-only media, a file or directory without write
+permission, or ``read_only=True`` / ``?mode=ro``) is opened read-only: every read works and
+every write raises :class:`ReadOnlyStoreError`, naming the file.
+
 Operations use the stdlib ``sqlite3`` driver from mooring's I/O worker threads;
 connections are pooled per repository and handed to one thread at a time, so the
 repository works from any event loop and any thread.
@@ -16,6 +20,7 @@ repository works from any event loop and any thread.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -34,13 +39,15 @@ from mooring._ids import validate_id
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
+    CorruptRecordError,
     LeaseLostError,
     MooringError,
+    ReadOnlyStoreError,
     SessionNotFoundError,
     StorageUnavailableError,
 )
 from mooring.session.backends.sql import base as _sql
-from mooring.session.backends.sql.migrations import migrate_sqlite
+from mooring.session.backends.sql.migrations import _sqlite_state, check_version, migrate_sqlite, pending
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
@@ -49,6 +56,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     check_append,
+    encode_cursor,
     now_iso,
     version_conflict,
 )
@@ -60,6 +68,21 @@ logger = logging.getLogger(__name__)
 Durability = Literal["fsync", "none"]
 
 _MAX_IDLE_CONNECTIONS = 8
+# What a read-write open meets on read-only media or without write permission.
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+# SQLite's primary result codes (a stable C API; not every Python exposes them as constants).
+_SQLITE_PERM, _SQLITE_READONLY, _SQLITE_CANTOPEN = 3, 8, 14
+_READ_ONLY_SQLITE = frozenset({_SQLITE_READONLY, _SQLITE_CANTOPEN, _SQLITE_PERM})
+
+
+class _Connection(sqlite3.Connection):
+    # An immutable=1 connection never sees later changes, so it is never pooled.
+    immutable = False
+
+
+def _sqlite_code(exc: sqlite3.Error) -> int:
+    """The primary result code of a driver error (extended codes keep it in the low byte)."""
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
 _HOST = socket.gethostname()
@@ -94,12 +117,18 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
     transaction. ``durability="fsync"`` (the default, ``synchronous=FULL``) makes every
     acknowledged write survive a power loss; ``"none"`` (``synchronous=NORMAL``) may lose
     the last transactions on power loss but never corrupts the database.
+
+    ``read_only=True`` (URL ``?mode=ro``) opens the database read-only and refuses writes
+    with :class:`ReadOnlyStoreError`. Without it, a database file that exists but cannot be
+    opened for writing (read-only media, no write permission on the file or its directory)
+    is served read-only the same way, so inspecting it needs no option; a new file is still
+    created as before.
     """
 
     @classmethod
     def from_url(cls, url: str) -> Self:
         """``sqlite:///abs/path.db`` (absolute) or ``sqlite:rel.db`` (relative), as for ``file:``;
-        ``?busy_timeout=5&durability=none`` set the options."""
+        ``?busy_timeout=5&durability=none`` set the options; ``?mode=ro`` opens it read-only."""
         parts = urlsplit(url)
         path = unquote(parts.netloc + parts.path)
         if path.startswith("//"):
@@ -109,10 +138,20 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
         options = query_options(url)
         if "busy_timeout" in options:
             options["busy_timeout"] = float(options["busy_timeout"])
+        if "mode" in options:
+            mode = options.pop("mode")
+            if mode not in ("ro", "rw"):
+                raise ConfigurationError(f"sqlite URL {url!r}: mode must be 'ro' or 'rw', got {mode!r}")
+            options["read_only"] = mode == "ro"
         return cls(path, **options)
 
     def __init__(
-        self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0, durability: Durability = "fsync"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 30.0,
+        durability: Durability = "fsync",
+        read_only: bool = False,
     ) -> None:
         if durability not in ("fsync", "none"):
             raise ConfigurationError(f"durability must be 'fsync' or 'none', got {durability!r}")
@@ -126,6 +165,14 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
         self._idle: list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._migrated = False
+        #: Why the database is read-only (None: it is written normally); set by ``read_only``
+        #: or on the first open that finds the file not writable, and kept from then on.
+        self._read_only_reason: str | None = "opened read-only" if read_only else None
+
+    @property
+    def read_only(self) -> bool:
+        """True when the repository refuses writes (asked for, or the file is not writable)."""
+        return self._read_only_reason is not None
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
@@ -133,12 +180,32 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
     # -- plumbing -----------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._read_only_reason is not None:
+            return self._connect_read_only()
+        try:
+            return self._connect_read_write()
+        except (OSError, sqlite3.Error) as exc:
+            unwritable = (
+                exc.errno in _READ_ONLY_ERRNOS if isinstance(exc, OSError) else _sqlite_code(exc) in _READ_ONLY_SQLITE
+            )
+            if not (unwritable and self.path.is_file()):
+                raise
+            # The database exists but this process cannot write it (or cannot create its
+            # -wal/-shm files): serve reads, refuse writes, and stop trying to write.
+            self._read_only_reason = f"not writable here: {exc}"
+            logger.info("path=<%s> | opening read-only, %s", self.path, self._read_only_reason)
+            return self._connect_read_only()
+
+    def _connect_read_write(self) -> sqlite3.Connection:
+        if not self.path.parent.is_dir():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file private (0600) before SQLite does; its -wal/-shm files copy the mode.
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
         # check_same_thread=False: a pooled connection moves between worker threads, but only
         # one thread uses it at a time. isolation_level=None: transactions are explicit.
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
         try:
             mode = self._enable_wal(conn)
             if mode is None or str(mode[0]).lower() != "wal":
@@ -149,6 +216,57 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
             conn.close()
             raise
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection that creates nothing beside the database when it can.
+
+        ``mode=ro`` takes SQLite's locks and reads the -wal file, so it sees every committed
+        transaction and is safe beside a live writer; but on a WAL database it needs the -shm
+        file, which it creates (and leaves behind) when missing, and it cannot open at all
+        where that file cannot be created (read-only media). ``immutable=1`` reads the main
+        file alone, without locks or side files, which is right only if nothing can change
+        it and no -wal holds transactions not yet copied into it. So: a non-empty -wal means
+        ``mode=ro`` (the only way to read those transactions; SQLite >= 3.22 reads existing
+        read-only -wal/-shm files). Otherwise ``immutable=1`` when this process cannot write
+        the file or ``mode=ro`` cannot open it: no WAL writer is connected (it would have a
+        -wal), and none can write through this path. Else ``mode=ro``.
+        """
+        if not self.path.is_file():
+            raise StorageUnavailableError(f"sqlite database {self.path} does not exist (opened read-only)")
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_has_data = wal.exists() and wal.stat().st_size > 0
+        if not wal_has_data and not os.access(self.path, os.W_OK):
+            return self._open_uri("immutable=1")
+        try:
+            return self._open_uri("mode=ro")
+        except sqlite3.OperationalError as exc:
+            if wal_has_data or _sqlite_code(exc) != _SQLITE_CANTOPEN:
+                raise
+        return self._open_uri("immutable=1")
+
+    def _open_uri(self, option: str) -> sqlite3.Connection:
+        uri = f"{self.path.resolve().as_uri()}?{option}"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False, factory=_Connection
+        )
+        try:
+            # SQLite opens lazily: read the schema now so an open that cannot work fails here.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        conn.immutable = option == "immutable=1"
+        return conn
+
+    def _check_schema_read_only(self, conn: sqlite3.Connection) -> None:
+        state = _sqlite_state(conn)
+        if state is not None:
+            check_version(state[1], self.describe())
+        if state is None or pending(state[0]):
+            raise ReadOnlyStoreError(
+                f"sqlite database {self.path} is read-only ({self._read_only_reason}) and its schema is missing "
+                "or older than this mooring's; open it writable once to migrate it"
+            )
 
     def _enable_wal(self, conn: sqlite3.Connection) -> Any:
         # Switching a new database to WAL takes an exclusive lock, and SQLite can answer
@@ -176,7 +294,8 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
 
     def _checkin(self, conn: sqlite3.Connection) -> None:
         with self._lock:
-            if self._pid == os.getpid() and len(self._idle) < _MAX_IDLE_CONNECTIONS:
+            poolable = not getattr(conn, "immutable", False)
+            if poolable and self._pid == os.getpid() and len(self._idle) < _MAX_IDLE_CONNECTIONS:
                 self._idle.append(conn)
                 return
         conn.close()
@@ -187,15 +306,23 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
         try:
             conn = self._checkout()
             if not self._migrated:
-                applied = migrate_sqlite(conn, self.describe())
-                if applied:
-                    logger.debug("path=<%s> | applied migrations %s", self.path, applied)
+                if self._read_only_reason is not None:
+                    self._check_schema_read_only(conn)
+                else:
+                    applied = migrate_sqlite(conn, self.describe())
+                    if applied:
+                        logger.debug("path=<%s> | applied migrations %s", self.path, applied)
                 self._migrated = True
             yield conn
         except MooringError:
             self._finish(conn, healthy=True)
             raise
-        except (sqlite3.Error, OSError) as exc:
+        except sqlite3.Error as exc:
+            self._finish(conn, healthy=False)
+            if _sqlite_code(exc) == _SQLITE_READONLY:
+                raise self._refusal() from exc
+            raise StorageUnavailableError(f"sqlite database {self.path} failed: {exc}") from exc
+        except OSError as exc:
             self._finish(conn, healthy=False)
             raise StorageUnavailableError(f"sqlite database {self.path} failed: {exc}") from exc
         except BaseException:
@@ -216,11 +343,18 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
         else:
             conn.close()
 
-    @staticmethod
+    def _refusal(self) -> ReadOnlyStoreError:
+        reason = self._read_only_reason or "the database refused the write"
+        return ReadOnlyStoreError(f"sqlite database {self.path} is read-only ({reason}); writes are refused")
+
     @contextmanager
-    def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         """One write transaction; IMMEDIATE takes the write lock up front, so the checks made
         inside it still hold at COMMIT (and the busy timeout applies to the wait)."""
+        if self._read_only_reason is not None:
+            # Refuse before reading anything: a lease attempt would otherwise wait on a held
+            # lease before its write failed.
+            raise self._refusal()
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -259,6 +393,8 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
 
     @_sql.lends_connection
     def _create_session(self, conn: sqlite3.Connection, session: SessionRecord) -> SessionRecord:
+        if self._read_only_reason is not None:
+            raise self._refusal()
         cursor = conn.execute(
             "INSERT INTO mooring_sessions (session_id, created_at, data) VALUES (?, ?, ?) "
             "ON CONFLICT (session_id) DO NOTHING",
@@ -278,17 +414,27 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
         after = _sql.page_after(cursor)
         if after is None:
             rows = conn.execute(
-                "SELECT session_id, data FROM mooring_sessions ORDER BY created_at DESC, session_id DESC LIMIT ?",
+                "SELECT session_id, created_at, data FROM mooring_sessions "
+                "ORDER BY created_at DESC, session_id DESC LIMIT ?",
                 (limit + 1,),
             ).fetchall()
         else:
             rows = conn.execute(
-                "SELECT session_id, data FROM mooring_sessions WHERE (created_at, session_id) < (?, ?) "
+                "SELECT session_id, created_at, data FROM mooring_sessions WHERE (created_at, session_id) < (?, ?) "
                 "ORDER BY created_at DESC, session_id DESC LIMIT ?",
                 (after[0], after[1], limit + 1),
             ).fetchall()
-        records = [_sql.decode_session(data, _sql.session_where(self.describe(), sid)) for sid, data in rows]
-        return _sql.make_page(records, limit)
+        records: list[SessionRecord] = []
+        for sid, _, data in rows[:limit]:
+            try:
+                records.append(_sql.decode_session(data, _sql.session_where(self.describe(), sid)))
+            except CorruptRecordError as exc:  # an unreadable session must not hide the others
+                logger.warning("path=<%s> | skipped an unreadable session: %s", self.path, exc)
+        # The cursor follows the rows (the keyset columns), not the records that decoded.
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
+        next_cursor = encode_cursor(SessionRecord(session_id=last[0], created_at=last[1])) if last else None
+        return SessionPage(sessions=records, next_cursor=next_cursor)
 
     @_sql.lends_connection
     def _delete_session(self, conn: sqlite3.Connection, session_id: str) -> bool:

@@ -146,8 +146,8 @@ def test_postgres_url_options_keep_their_spaces() -> None:
         "postgresql://u@h/db?schema=app&application_name=my%20app&options=-c%20search_path%3Dfoo"
     )
     assert repo.schema == "app"
-    assert repo._params["application_name"] == "my app"
-    assert repo._params["options"] == "-c search_path=foo"
+    assert repo._db.params["application_name"] == "my app"
+    assert repo._db.params["options"] == "-c search_path=foo"
 
 
 def test_a_file_restore_past_a_stale_hint_reads_off_the_event_loop(tmp_path: Path) -> None:

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -32,12 +30,10 @@ from typing_extensions import Self
 from mooring.errors import missing_extra
 
 try:
-    import psycopg
     from psycopg import errors as pg_errors
     from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict
     from psycopg.types.json import Jsonb
-    from psycopg_pool import ConnectionPool, PoolTimeout
+    from psycopg_pool import ConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise missing_extra("postgres", exc.name or "psycopg") from exc
 
@@ -47,13 +43,11 @@ from mooring.errors import (
     ConfigurationError,
     ConflictError,
     LeaseLostError,
-    MooringError,
     SessionNotFoundError,
-    StorageUnavailableError,
     UnstorableContentError,
 )
 from mooring.session.backends.sql import base as _sql
-from mooring.session.backends.sql.migrations import migrate_postgres
+from mooring.session.backends.sql._pg_pool import Conn, PostgresConnections
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
@@ -70,7 +64,6 @@ from mooring.session.url import query_options, without_query
 
 logger = logging.getLogger(__name__)
 
-Conn = psycopg.Connection[Any]
 
 _MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1
 
@@ -128,25 +121,20 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
             raise ConfigurationError(f"invalid pool sizes min_size={min_size}, max_size={max_size}")
         self.schema = schema
         self.timeout = float(timeout)
-        self._min_size = min_size
-        self._max_size = max_size
-        self._conninfo: str | None = None
-        self._params: dict[str, Any] = {}
-        if pool is None:
-            self._conninfo = dsn or ""  # empty: libpq defaults and PG* environment variables
-            try:
-                self._params = dict(conninfo_to_dict(self._conninfo))
-            except psycopg.Error as exc:
-                raise ConfigurationError(f"invalid PostgreSQL connection string: {exc}") from exc
-        self._pool = pool
-        self._owns_pool = pool is None
-        self._lock = threading.Lock()
-        self._migrated = False
+        self._db = PostgresConnections(
+            None if pool is not None else dsn or "",  # "": libpq defaults and PG* environment variables
+            pool,
+            schema=schema,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=self.timeout,
+            describe=self.describe,
+        )
         self._queries: dict[str, sql.Composed] = {}
 
     def describe(self) -> str:
-        params = self._params
-        if self._conninfo is None:
+        params = self._db.params
+        if self._db.conninfo is None:
             return f"postgresql (caller's pool), schema {self.schema}"
         user = f"{params['user']}@" if params.get("user") else ""
         port = f":{params['port']}" if params.get("port") else ""
@@ -162,61 +150,8 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
             self._queries[template] = found
         return found
 
-    def _get_pool(self) -> ConnectionPool[Any]:
-        with self._lock:
-            if self._pool is None:
-                kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-                if "application_name" not in self._params:
-                    kwargs["application_name"] = "mooring"
-                pool: ConnectionPool[Any] = ConnectionPool(
-                    self._conninfo or "",
-                    kwargs=kwargs,
-                    min_size=self._min_size,
-                    max_size=self._max_size,
-                    open=False,
-                    # Pooled connections may have died with the server (or an admin's
-                    # pg_terminate_backend): test each one before handing it out.
-                    check=ConnectionPool.check_connection,
-                    timeout=self.timeout,
-                    name=f"mooring-{self.schema}",
-                )
-                pool.open(wait=False)
-                self._pool = pool
-            return self._pool
-
-    def _diagnose(self) -> BaseException | None:
-        """Why the pool has no connection: try one connection directly for the real error."""
-        if self._conninfo is None:
-            return None
-        try:
-            psycopg.connect(
-                self._conninfo, connect_timeout=max(2, min(10, round(self.timeout))), prepare_threshold=None
-            ).close()
-        except psycopg.Error as exc:
-            return exc
-        return None
-
-    @contextmanager
-    def _connection(self) -> Iterator[Conn]:
-        try:
-            pool = self._get_pool()
-            if not self._migrated:
-                with pool.connection(timeout=self.timeout) as conn, conn.transaction():
-                    applied = migrate_postgres(conn, self.schema, self.describe())
-                if applied:
-                    logger.debug("schema=<%s> | applied migrations %s", self.schema, applied)
-                self._migrated = True
-            with pool.connection(timeout=self.timeout) as conn:
-                yield conn
-        except MooringError:
-            raise
-        except PoolTimeout as exc:
-            cause = self._diagnose() or exc
-            raise StorageUnavailableError(
-                f"{self.describe()}: no connection within {self.timeout:g}s: {cause}"
-            ) from cause
-        except psycopg.Error as exc:
-            raise StorageUnavailableError(f"{self.describe()} failed: {exc}") from exc
+    def _connection(self) -> AbstractContextManager[Conn]:
+        return self._db.connection()
 
     def _session_exists(self, conn: Conn, session_id: str, *, lock: bool = False) -> bool:
         # FOR SHARE keeps a concurrent delete_session out until this transaction ends.
@@ -586,12 +521,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
 
     async def close(self) -> None:
         """Close the pool this repository opened (a caller's pool is left alone)."""
-        with self._lock:
-            pool = self._pool if self._owns_pool else None
-            if self._owns_pool:
-                self._pool = None
-        if pool is not None:
-            await asyncio.to_thread(pool.close)
+        await asyncio.to_thread(self._db.close)
 
 
 class PostgresSessionManager(RepositorySessionManager):

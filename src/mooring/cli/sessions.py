@@ -344,14 +344,7 @@ async def _sessions_to_copy(source: SessionRepository, session_id: str | None) -
         if await source.read_session(session_id) is None:
             raise SessionNotFoundError(f"session {session_id!r} does not exist in {source.describe()}")
         return [session_id]
-    session_ids: list[str] = []
-    cursor: str | None = None
-    while True:
-        page = await source.list_sessions(cursor=cursor, limit=500)
-        session_ids.extend(s.session_id for s in page.sessions)
-        cursor = page.next_cursor
-        if cursor is None:
-            return session_ids
+    return await ops.all_session_ids(source)
 
 
 async def _copy_sessions(

@@ -100,6 +100,18 @@ def describe(store: object) -> str:
 # -- multi-agent listing ----------------------------------------------------------------------
 
 
+async def all_session_ids(source: SessionRepository, *, page_size: int = 500) -> list[str]:
+    """Every session id in the store, newest first, read page by page."""
+    session_ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await source.list_sessions(cursor=cursor, limit=page_size)
+        session_ids.extend(s.session_id for s in page.sessions)
+        cursor = page.next_cursor
+        if cursor is None:
+            return session_ids
+
+
 async def list_multi_agent_ids(source: SessionSource, session_id: str) -> list[str]:
     """Ids of the session's multi-agent records."""
     return sorted(await source.list_multi_agents(session_id))

@@ -33,10 +33,8 @@ happened in which order; they never assert on how long anything took.
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -45,7 +43,6 @@ from mooring.agent import Agent, tool
 from mooring.errors import (
     ConflictError,
     InvalidIdentifierError,
-    LeaseLostError,
     LeaseTimeoutError,
     SessionNotFoundError,
     UnstorableContentError,
@@ -54,86 +51,22 @@ from mooring.models import ScriptedModel, tool_call
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
 from mooring.session.repository import SessionRepository
-
-F = TypeVar("F", bound=Callable[..., Coroutine[Any, Any, None]])
-
-BAD_IDS = ["", ".", "..", "a/b", "a\\b", "nul\x00byte", "line\nbreak", "x" * 257]
-
-
-def _on_fresh_loop(fn: F) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
-
-
-def _sid() -> str:
-    return f"contract-{uuid.uuid4().hex[:12]}"
+from mooring.testing._leases import LeaseAndTTLContract
+from mooring.testing._support import (
+    BAD_IDS,
+    ID_UNITS,
+    NON_CONTIGUOUS_APPENDS,
+    _listed,
+    _long_id,
+    _msg,
+    _nested,
+    _on_fresh_loop,
+    _session_with_agent,
+    _sid,
+)
 
 
-def _long_id(kind: str, unit: str, extra: int = 0) -> str:
-    """A unique id of exactly ``MAX_ID_BYTES[kind] + extra`` UTF-8 bytes, mostly ``unit``s."""
-    head = uuid.uuid4().hex[:12] + "-"
-    size = MAX_ID_BYTES[kind] + extra - len(head)
-    width = len(unit.encode("utf-8"))
-    return head + unit * (size // width) + "x" * (size % width)
-
-
-# ASCII, Arabic (2 bytes each in UTF-8), CJK (3 bytes) and emoji (4 bytes).
-ID_UNITS = {"ascii": "s", "arabic": "\u0639", "cjk": "\u6f22", "emoji": "\U0001f600"}
-
-
-def _msg(i: int, text: str | None = None, role: str = "user") -> MessageRecord:
-    return MessageRecord(message_id=i, message={"role": role, "content": [{"text": text or f"message {i}"}]})  # type: ignore[typeddict-item]
-
-
-async def _session_with_agent(repo: SessionRepository, agent_id: str = "agent") -> str:
-    sid = _sid()
-    await repo.create_session(SessionRecord(session_id=sid))
-    await repo.create_agent(sid, AgentRecord(agent_id=agent_id))
-    return sid
-
-
-async def _listed(repo: SessionRepository) -> set[str]:
-    ids: set[str] = set()
-    cursor = None
-    while True:
-        page = await repo.list_sessions(cursor=cursor, limit=100)
-        ids.update(s.session_id for s in page.sessions)
-        cursor = page.next_cursor
-        if cursor is None:
-            return ids
-
-
-async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, *, timeout: float, poll: float) -> None:
-    """Wait until ``condition()`` holds; fail naming ``what`` if it still does not after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"{what} (still not true after {timeout:.0f}s)")
-        await asyncio.sleep(poll)
-
-
-def _nested(depth: int) -> Any:
-    value: Any = "bottom"
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
-# (head before the append, ids appended): none of them starts at the head and stays contiguous.
-NON_CONTIGUOUS_APPENDS = {
-    "gap-in-the-first-batch": (0, [0, 2]),
-    "gap-inside-the-batch": (2, [2, 4]),
-    "gap-late-in-the-batch": (2, [2, 3, 5]),
-    "repeated-id": (2, [2, 2]),
-    "going-back": (2, [2, 1]),
-    "gap-after-the-head": (2, [3]),
-}
-
-
-class SessionRepositoryContract:
+class SessionRepositoryContract(LeaseAndTTLContract):
     """Subclass and provide a ``repository`` fixture yielding a :class:`SessionRepository`."""
 
     @pytest.fixture
@@ -594,120 +527,3 @@ class SessionRepositoryContract:
         assert await repository.list_multi_agents(sid) == ["a-swarm", "g"]
         with pytest.raises(SessionNotFoundError):
             await repository.list_multi_agents(_sid())
-
-    # -- leases -------------------------------------------------------------------------------
-
-    @_on_fresh_loop
-    async def test_lease_excludes_a_second_holder(self, repository: SessionRepository) -> None:
-        sid = await _session_with_agent(repository)
-        lease = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
-        with pytest.raises(LeaseTimeoutError):
-            await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
-        with pytest.raises(LeaseTimeoutError):
-            await repository.acquire_lease(sid, "agent", ttl=30, wait=0.2)
-        other = await repository.acquire_lease(sid, "other-agent", ttl=30, wait=0)  # other agents are independent
-        await repository.release_lease(other)
-        await repository.release_lease(lease)
-        await repository.release_lease(lease)  # releasing twice is harmless
-        again = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
-        assert again.token != lease.token
-        await repository.release_lease(again)
-
-    @_on_fresh_loop
-    async def test_lease_waiter_gets_it_when_released(self, repository: SessionRepository) -> None:
-        sid = await _session_with_agent(repository)
-        lease = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
-        events: list[str] = []
-
-        async def wait_for_it() -> Any:
-            acquired = await repository.acquire_lease(sid, "agent", ttl=30, wait=60)
-            events.append("acquired")
-            return acquired
-
-        waiter = asyncio.create_task(wait_for_it())
-        await asyncio.sleep(0.3)  # give the waiter time to try (and, if the lease were free, to succeed)
-        assert not waiter.done(), "the waiter got past a lease that was still held"
-        events.append("released")
-        await repository.release_lease(lease)
-        second = await waiter
-        assert events == ["released", "acquired"]
-        assert second.token != lease.token
-        # The waiter now holds it as exclusively as the first holder did.
-        with pytest.raises(LeaseTimeoutError):
-            await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
-        await repository.release_lease(second)
-
-    @_on_fresh_loop
-    async def test_expired_lease_is_taken_over_and_fenced(self, repository: SessionRepository) -> None:
-        if "lease_expiry" not in repository.capabilities:
-            pytest.skip(f"{type(repository).__name__} leases do not expire (released when the holder dies)")
-        sid = await _session_with_agent(repository)
-        stale = await repository.acquire_lease(sid, "agent", ttl=0.3, wait=0)
-        await asyncio.sleep(0.6)
-        fresh = await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
-        with pytest.raises(LeaseLostError):
-            await repository.renew_lease(stale, ttl=30)
-        await repository.release_lease(stale)  # must not release the new holder's lease
-        with pytest.raises(LeaseTimeoutError):
-            await repository.acquire_lease(sid, "agent", ttl=30, wait=0)
-        renewed = await repository.renew_lease(fresh, ttl=30)
-        await repository.release_lease(renewed)
-
-    # -- TTL (capability "ttl") -----------------------------------------------------------------
-
-    @_on_fresh_loop
-    async def test_ttl_session_expires_with_everything_under_it(
-        self, ttl_repository: SessionRepository, session_ttl: float
-    ) -> None:
-        repo = ttl_repository
-        sid = await _session_with_agent(repo)
-        await repo.append_messages(sid, "agent", [_msg(0), _msg(1, role="assistant")])
-        await repo.create_multi_agent(sid, MultiAgentRecord(multi_agent_id="graph"))
-
-        async def gone() -> bool:
-            return await repo.read_session(sid) is None
-
-        await _eventually(gone, "a session never written again did not expire", **_ttl_waits(session_ttl))
-        assert await repo.read_agent(sid, "agent") is None
-        assert await repo.read_messages(sid, "agent") == []
-        assert await repo.message_head(sid, "agent") == 0
-        assert await repo.read_multi_agent(sid, "graph") is None
-        assert sid not in await _listed(repo)
-        with pytest.raises(SessionNotFoundError):
-            await repo.append_messages(sid, "agent", [_msg(2)])
-        # The id is free again, for a session that starts from nothing.
-        await repo.create_session(SessionRecord(session_id=sid))
-        assert await repo.list_agents(sid) == []
-
-    @_on_fresh_loop
-    async def test_ttl_writes_refresh_the_session(self, ttl_repository: SessionRepository, session_ttl: float) -> None:
-        repo = ttl_repository
-        busy = await _session_with_agent(repo)  # created first: without refreshes it would expire first
-        idle = await _session_with_agent(repo)
-        head = 0
-
-        async def idle_gone() -> bool:
-            nonlocal head
-            if await repo.read_session(idle) is None:
-                return True
-            head = await repo.append_messages(busy, "agent", [_msg(head)])
-            return False
-
-        await _eventually(idle_gone, "a session never written again did not expire", **_ttl_waits(session_ttl))
-        # Written since `idle` was created, `busy` outlives it, whole.
-        assert head > 0
-        assert await repo.read_session(busy) is not None
-        assert await repo.read_agent(busy, "agent") is not None
-        assert [r.message_id for r in await repo.read_messages(busy, "agent")] == list(range(head))
-
-        async def busy_gone() -> bool:
-            return await repo.read_session(busy) is None
-
-        # Refreshing is not immortality: once the writes stop, it expires too.
-        await _eventually(busy_gone, "a session whose writes stopped did not expire", **_ttl_waits(session_ttl))
-        assert await repo.read_messages(busy, "agent") == []
-
-
-def _ttl_waits(session_ttl: float) -> dict[str, float]:
-    # Polling often keeps the last write close to each check; the deadline is only a backstop.
-    return {"timeout": 30 + 10 * session_ttl, "poll": session_ttl / 10}

@@ -571,3 +571,35 @@ def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
     assert all("pip install 'mooring[postgres]'" in line and hidden in line for line in lines)
+
+
+_FIRST_OPEN = """
+import asyncio, sys
+from mooring.session import SQLiteSessionRepository
+
+async def main():
+    repo = SQLiteSessionRepository(sys.argv[1])
+    # Three connections of one process open the new database at once, as a restore does.
+    await asyncio.gather(repo.read_session("s"), repo.read_agent("s", "a"), repo.read_session("t"))
+    await repo.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_many_processes_opening_a_new_sqlite_database_at_once_all_succeed(tmp_path: Path) -> None:
+    # Switching a new database to WAL races with other connections doing the same; before the
+    # fix most of these rounds had a process fail with "disk I/O error".
+    failures = []
+    for round_ in range(10):
+        path = tmp_path / f"round-{round_}.db"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _FIRST_OPEN, str(path)], stderr=subprocess.PIPE, text=True)
+            for _ in range(8)
+        ]
+        for proc in procs:
+            _, err = proc.communicate(timeout=120)
+            if proc.returncode != 0:
+                failures.append(err.strip().splitlines()[-1])
+    assert failures == []

@@ -43,6 +43,17 @@ def _sqlite_code(exc: sqlite3.Error) -> int:
     return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
 
 
+_SQLITE_IOERR_DELETE_NOENT = 10 | (23 << 8)  # SQLite's extended result code (stable C API)
+
+
+def _wal_switch_race(exc: sqlite3.OperationalError) -> bool:
+    """A failure of ``PRAGMA journal_mode = WAL`` caused by another connection switching too."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code == _SQLITE_IOERR_DELETE_NOENT or _sqlite_code(exc) in (5, 6)  # + SQLITE_BUSY, SQLITE_LOCKED
+    return "locked" in str(exc) or "disk I/O error" in str(exc)
+
+
 class SQLiteConnections:
     """The connection pool of one database file (connections never cross a fork)."""
 
@@ -80,7 +91,20 @@ class SQLiteConnections:
         if not self.path.parent.is_dir():
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file private (0600) before SQLite does; its -wal/-shm files copy the mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+        # Only when it is missing: closing any other fd of an open database file drops every
+        # POSIX lock SQLite holds on it in this process (O_EXCL opens nothing otherwise).
+        if not self.path.exists():
+            with self._lock:
+                try:
+                    os.close(
+                        os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+                    )
+                except FileExistsError:
+                    pass
+        elif not os.access(self.path, os.W_OK):
+            # Probed without an fd (see above); SQLite would open it read-only and create its
+            # -wal/-shm files beside it. The caller serves it read-only instead.
+            raise PermissionError(errno.EACCES, "the database file is not writable", str(self.path))
         # check_same_thread=False: a pooled connection moves between worker threads, but only
         # one thread uses it at a time. isolation_level=None: transactions are explicit.
         conn = sqlite3.connect(
@@ -151,14 +175,16 @@ class SQLiteConnections:
     def _enable_wal(self, conn: sqlite3.Connection) -> Any:
         # Switching a new database to WAL takes an exclusive lock, and SQLite can answer
         # "database is locked" at once (without its busy handler) when several processes open
-        # the file together; retry until busy_timeout like any other wait for the lock.
+        # the file together; retry until busy_timeout like any other wait for the lock. The
+        # switch also deletes the rollback journal, which a racing connection may have deleted
+        # first (SQLITE_IOERR_DELETE_NOENT): the same race, retried the same way.
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.005
         while True:
             try:
                 return conn.execute("PRAGMA journal_mode = WAL").fetchone()
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                if not _wal_switch_race(exc) or time.monotonic() >= deadline:
                     raise
             time.sleep(delay)
             delay = min(delay * 2, 0.1)

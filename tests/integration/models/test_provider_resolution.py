@@ -110,6 +110,33 @@ def test_unknown_provider_lists_the_available_ones() -> None:
     assert "available providers: anthropic, bedrock, offline, ollama, openai" in message
 
 
+@pytest.mark.parametrize(
+    ("spec", "hint"),
+    [
+        ("gpt4", 'did you mean "openai:gpt-4o"?'),
+        ("gpt-4o", 'did you mean "openai:gpt-4o"?'),
+        ("gpt4o-mini", 'did you mean "openai:gpt-4o-mini"?'),
+        ("claude-haiku-4-5", 'did you mean "anthropic:claude-haiku-4-5"?'),
+        ("llama3.2", 'did you mean "ollama:llama3.2"?'),
+        ("my-model", None),
+    ],
+)
+def test_an_unknown_bare_string_is_refused_when_the_agent_is_built(spec: str, hint: str | None) -> None:
+    from mooring import Agent
+    from mooring.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        Agent(model=spec)
+
+    message = str(caught.value)
+    assert repr(spec) in message
+    assert '"openai:MODEL"' in message and "Bedrock model id" in message
+    if hint is None:
+        assert "did you mean" not in message
+    else:
+        assert hint in message
+
+
 def test_missing_credentials_through_a_model_string() -> None:
     with pytest.raises(ModelNotAvailableError, match="ANTHROPIC_API_KEY"):
         resolve_model("anthropic:claude-haiku-4-5")

@@ -90,4 +90,4 @@ class ToolError(MooringError):
 
 def missing_extra(extra: str, module: str) -> ImportError:
     """The ImportError raised when an optional driver is not installed."""
-    return ImportError(f"{module} is not installed; install it with: pip install 'mooring[{extra}]'")
+    return ImportError(f"{module} is not installed; install it with: pip install 'mooring-agents[{extra}]'")

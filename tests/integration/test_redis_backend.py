@@ -503,4 +503,4 @@ def test_missing_driver_names_the_extra() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 3
-    assert all("pip install 'mooring[redis]'" in line for line in lines), lines
+    assert all("pip install 'mooring-agents[redis]'" in line for line in lines), lines

@@ -255,7 +255,7 @@ def sqlite_db(tmp_path: Path) -> Iterator[SQLiteDatabase]:
 def pg_schema() -> Iterator[str]:
     """A fresh random schema; only it is dropped afterwards."""
     if psycopg is None:
-        require_service("postgres", "psycopg is not installed (pip install 'mooring[postgres]')")
+        require_service("postgres", "psycopg is not installed (pip install 'mooring-agents[postgres]')")
     try:
         psycopg.connect(POSTGRES_DSN, connect_timeout=5).close()
     except psycopg.Error as exc:
@@ -570,7 +570,7 @@ def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
-    assert all("pip install 'mooring[postgres]'" in line and hidden in line for line in lines)
+    assert all("pip install 'mooring-agents[postgres]'" in line and hidden in line for line in lines)
 
 
 _FIRST_OPEN = """

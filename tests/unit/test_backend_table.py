@@ -139,7 +139,7 @@ def test_star_import_needs_no_optional_driver() -> None:
 
 
 def test_postgres_url_options_keep_their_spaces() -> None:
-    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'mooring[postgres]')")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'mooring-agents[postgres]')")
     from mooring.session import PostgresSessionRepository
 
     repo = PostgresSessionRepository.from_url(

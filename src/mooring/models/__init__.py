@@ -97,8 +97,7 @@ def _split(spec: str) -> tuple[str, str]:
         if provider.lower() in _PROVIDERS or looks_like_provider:
             return provider.lower(), model_id
     raise ModelNotAvailableError(
-        f"model {spec!r} is not a model string mooring knows{_suggestion(spec)} "
-        f"(accepted forms: {_ACCEPTED_FORMS})"
+        f"model {spec!r} is not a model string mooring knows{_suggestion(spec)} (accepted forms: {_ACCEPTED_FORMS})"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,7 @@ class AgentState:
         # key -> the version at which it was last set or deleted, for keys not stored since
         self._dirty: dict[str, int] = {}
         self._version = 0
+        self._on_change: Callable[[], None] | None = None
         if isinstance(initial, AgentState):
             initial = initial.get()
         if initial is not None:
@@ -97,6 +98,7 @@ class AgentState:
             self._data[key] = json.loads(encoded)
             self._version += 1
             self._dirty[key] = self._version
+        self._changed()
 
     def get(self, key: str | None = None, default: Any = None) -> Any:
         """A copy of one value (``default`` when missing), or of the whole dict when no key is given."""
@@ -117,6 +119,7 @@ class AgentState:
             self._data.pop(key, None)
             self._version += 1
             self._dirty[key] = self._version
+        self._changed()
 
     def keys(self) -> list[str]:
         with self._lock:
@@ -139,6 +142,20 @@ class AgentState:
         return self._version
 
     # -- the persistence protocol (see the class docstring) -----------------------------------
+
+    def set_change_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener`` after every ``set`` and ``delete`` (``None`` stops it).
+
+        The persister uses it to write a change made outside an invocation at once. The listener
+        runs in the caller's thread after the change is made; an exception it raises reaches
+        the caller of ``set``/``delete``, and the change stays pending for the next write.
+        """
+        self._on_change = listener
+
+    def _changed(self) -> None:
+        listener = self._on_change
+        if listener is not None:
+            listener()
 
     def dirty_keys(self) -> frozenset[str]:
         """The keys set or deleted since they were last marked synced."""

@@ -21,11 +21,12 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mooring._ids import validate_id
 from mooring._json import find_unstorable
+from mooring._sync import run_sync
 from mooring.agent.hooks import (
     AfterInvocation,
     AgentInitialized,
@@ -40,6 +41,7 @@ from mooring.errors import (
     CorruptRecordError,
     LeaseLostError,
     LeaseTimeoutError,
+    SessionNotFoundError,
     UnstorableContentError,
 )
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
@@ -187,6 +189,7 @@ class RepositorySessionManager(SessionManager):
                 tracked = _Tracked(agent=agent, next_id=0, version=stored.version)
                 tracked.synced_cm_state = fresh.conversation_manager_state
                 self._tracked[agent.agent_id] = tracked
+                agent.state.set_change_listener(lambda: self._state_changed(tracked))
                 agent.state.mark_synced(written)
                 if agent.messages:
                     await self._append(tracked, list(agent.messages))
@@ -196,6 +199,7 @@ class RepositorySessionManager(SessionManager):
         self._tracked[agent.agent_id] = tracked
         await self._restore(tracked, record)
         await self._repair_if_idle(tracked)
+        agent.state.set_change_listener(lambda: self._state_changed(tracked))
 
     async def _read_session_and_agent(self, agent_id: str) -> AgentRecord | None:
         """The agent record, read together with the session record, whose only purpose here
@@ -453,6 +457,44 @@ class RepositorySessionManager(SessionManager):
                 "lease, so its turn was not saved",
                 head=exc.head,
             ) from exc
+
+    def _state_changed(self, tracked: _Tracked) -> None:
+        """``agent.state`` changed: inside an invocation the change rides the turn's write;
+        outside one it is written now, so nothing set between turns is lost at exit."""
+        if tracked.in_invocation or self._tracked.get(tracked.agent.agent_id) is not tracked:
+            return
+        run_sync(self._write_state_through(tracked))
+
+    async def _write_state_through(self, tracked: _Tracked) -> None:
+        """Store the pending state keys without the lease: compare-and-set on the agent record,
+        merged by key, every other field of the record kept as stored (another process may be
+        mid-turn and own the window, the head and the conversation-manager state)."""
+        agent = tracked.agent
+        for _ in range(_MAX_CAS_ATTEMPTS):
+            if not agent.state.dirty_keys():
+                return
+            current = await self.repository.read_agent(self.session_id, agent.agent_id)
+            if current is None:
+                raise SessionNotFoundError(
+                    f"session {self.session_id!r}, agent {agent.agent_id!r}: the agent record is gone "
+                    "(the session was deleted?); the state change was not stored"
+                )
+            agent.state.merge_from(current.state)
+            written = agent.state.snapshot()
+            try:
+                stored = await self.repository.update_agent(
+                    self.session_id, replace(current, state=written.data), expected_version=current.version
+                )
+            except ConflictError:
+                continue
+            agent.state.mark_synced(written)
+            tracked.version = stored.version
+            tracked.internal_state = stored.internal_state
+            return
+        raise ConflictError(
+            f"session {self.session_id!r}, agent {agent.agent_id!r}: the agent record kept changing; "
+            f"gave up after {_MAX_CAS_ATTEMPTS} attempts"
+        )
 
     async def _sync_agent(self, tracked: _Tracked) -> None:
         """Write the agent record if anything in it changed, merging concurrent state updates."""

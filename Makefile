@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit bench bench-quick clean
+.PHONY: demo test test-pythons lint typecheck unit bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,17 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# The suite on the oldest supported Python and the newest one installed, each in its own venv
+# (.venv-3.10, .venv-3.13, ...). Not part of `make test`: it installs the dev extra twice more.
+TEST_PYTHONS ?= 3.10 $(lastword $(sort $(foreach v,3.11 3.12 3.13 3.14,$(if $(shell command -v python$(v)),$(v)))))
+test-pythons:
+	@set -e; for v in $(TEST_PYTHONS); do \
+	  command -v python$$v >/dev/null || { echo "python$$v not found"; exit 1; }; \
+	  test -x .venv-$$v/bin/python || python$$v -m venv .venv-$$v; \
+	  .venv-$$v/bin/python -m pip install --quiet -e '.[dev]'; \
+	  echo "== Python $$v"; .venv-$$v/bin/python -m pytest -q -p no:cacheprovider; \
+	done
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
@@ -34,4 +45,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache

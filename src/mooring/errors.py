@@ -11,6 +11,10 @@ class ConfigurationError(MooringError):
     """A developer mistake in how mooring was set up (for example a duplicate agent_id)."""
 
 
+class MissingAgentIdError(ConfigurationError, ValueError):
+    """An Agent was given a session manager but no ``agent_id`` to store its conversation under."""
+
+
 class InvalidIdentifierError(MooringError, ValueError):
     """A session, agent or multi-agent id that cannot be stored safely."""
 

@@ -79,3 +79,32 @@ def test_a_mooring_session_restores_in_strands(tmp_path: Path) -> None:
         (tmp_path / "session_from-mooring" / "agents" / "agent_assistant" / "messages" / "message_4.json").read_text()
     )
     assert record["message"]["content"][0]["text"] == "one more"
+
+
+def test_a_strands_agent_without_an_id_loads_as_agent_id_default(tmp_path: Path) -> None:
+    theirs = StrandsAgent(
+        model=EchoStrandsModel(),
+        session_manager=StrandsFileSessionManager(session_id="no-id", storage_dir=str(tmp_path)),
+        callback_handler=None,
+    )
+    theirs("hello")
+    assert (tmp_path / "session_no-id" / "agents" / "agent_default").is_dir()
+
+    ours = Agent(
+        model=ScriptedModel(["hi again"]),
+        agent_id="default",
+        session_manager=FileSessionManager(session_id="no-id", storage_dir=tmp_path),
+        callback_handler=None,
+    )
+    assert _plain(ours.messages) == _plain(theirs.messages)
+
+
+def test_mooring_asks_for_the_agent_id_a_session_needs(tmp_path: Path) -> None:
+    from mooring.errors import ConfigurationError, MissingAgentIdError
+
+    with pytest.raises(MissingAgentIdError) as caught:
+        Agent(session_manager=FileSessionManager(session_id="s", storage_dir=tmp_path), callback_handler=None)
+
+    assert isinstance(caught.value, ConfigurationError) and isinstance(caught.value, ValueError)
+    assert 'agent_id="assistant"' in str(caught.value) and 'agent_id="default"' in str(caught.value)
+    assert not (tmp_path / "session_s").exists()  # refused before anything was stored

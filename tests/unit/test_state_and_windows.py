@@ -80,7 +80,13 @@ def test_a_state_value_at_the_depth_limit_is_stored_and_restored(tmp_path: Path)
 
     def agent(responses: list[Any]) -> Agent:
         manager = FileSessionManager(session_id="deep", storage_dir=tmp_path)
-        return Agent(model=ScriptedModel(responses), tools=[remember], session_manager=manager, callback_handler=None)
+        return Agent(
+            agent_id="default",
+            model=ScriptedModel(responses),
+            tools=[remember],
+            session_manager=manager,
+            callback_handler=None,
+        )
 
     first = agent([[tool_call("remember", {"depth": 100})], "done"])
     first("remember")

@@ -37,7 +37,9 @@ def run(coro: Awaitable[T]) -> T:
 
 
 def converse(manager: Any, turns: list[tuple[str, str]] = TURNS) -> list[Message]:
-    agent = Agent(model=ScriptedModel([a for _, a in turns]), session_manager=manager, callback_handler=None)
+    agent = Agent(
+        agent_id="default", model=ScriptedModel([a for _, a in turns]), session_manager=manager, callback_handler=None
+    )
     for prompt, _ in turns:
         agent(prompt)
     return list(agent.messages)
@@ -45,7 +47,9 @@ def converse(manager: Any, turns: list[tuple[str, str]] = TURNS) -> list[Message
 
 def loaded(manager: Any) -> list[Message]:
     """What an agent restores from the store."""
-    return list(Agent(model=ScriptedModel([]), session_manager=manager, callback_handler=None).messages)
+    return list(
+        Agent(agent_id="default", model=ScriptedModel([]), session_manager=manager, callback_handler=None).messages
+    )
 
 
 @pytest.fixture

@@ -29,7 +29,12 @@ from mooring.agent.hooks import (
 from mooring.agent.result import AgentResult
 from mooring.agent.state import AgentState
 from mooring.agent.tools import ToolContext, ToolRegistry, error_result
-from mooring.errors import ConcurrentInvocationError, ContextWindowOverflowError, MaxCyclesExceededError
+from mooring.errors import (
+    ConcurrentInvocationError,
+    ContextWindowOverflowError,
+    MaxCyclesExceededError,
+    MissingAgentIdError,
+)
 from mooring.models import Model, StreamAssembler, resolve_model
 from mooring.types import ContentBlock, Message, ToolResult, ToolUse, tool_result_ids, tool_uses
 
@@ -75,6 +80,12 @@ class Agent:
         callback_handler: Callable[..., None] | None = _DEFAULT,
         max_cycles: int = 25,
     ) -> None:
+        if session_manager is not None and agent_id is None:
+            raise MissingAgentIdError(
+                "an Agent with a session_manager needs an agent_id, the name its conversation and state "
+                'are stored under: Agent(agent_id="assistant", session_manager=...). A session written by '
+                'an agent without one (Strands stores it as agent_default) loads with agent_id="default"'
+            )
         self.model: Model = resolve_model(model)
         self.agent_id = validate_id(agent_id if agent_id is not None else "default", "agent_id")
         self.name = name or self.agent_id

@@ -467,7 +467,12 @@ class SessionRepositoryContract(LeaseAndTTLContract):
     ) -> None:
         sid = _sid()
         model = ScriptedModel(["one", "two"])
-        agent = Agent(model=model, session_manager=RepositorySessionManager(sid, repository), callback_handler=None)
+        agent = Agent(
+            model=model,
+            agent_id="default",
+            session_manager=RepositorySessionManager(sid, repository),
+            callback_handler=None,
+        )
         agent("first")
         with pytest.raises(UnstorableContentError, match="message 2"):
             agent(prompt)
@@ -488,7 +493,11 @@ class SessionRepositoryContract(LeaseAndTTLContract):
         sid = _sid()
         model = ScriptedModel([[tool_call("shout")], "never"])
         agent = Agent(
-            model=model, tools=[shout], session_manager=RepositorySessionManager(sid, repository), callback_handler=None
+            model=model,
+            agent_id="default",
+            tools=[shout],
+            session_manager=RepositorySessionManager(sid, repository),
+            callback_handler=None,
         )
         with pytest.raises(UnstorableContentError, match="message 2"):
             agent("go")

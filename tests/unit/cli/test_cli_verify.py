@@ -144,6 +144,7 @@ def test_repair_quarantines_the_truncated_file_and_the_store_loads(store: Path, 
 
     # The store loads again: the agent restores what is left and closes the open prompt.
     agent = Agent(
+        agent_id="default",
         model=ScriptedModel(["fine"]),
         session_manager=FileSessionManager(session_id="truncated", storage_dir=store),
         callback_handler=None,

@@ -405,7 +405,7 @@ def test_missing_boto3_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setitem(sys.modules, "boto3", None)
-    with pytest.raises(ImportError, match=r"pip install 'mooring\[s3\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'mooring-agents\[s3\]'"):
         importlib.import_module("mooring.session.backends.s3.repository")
 
 

@@ -37,6 +37,7 @@ from mooring.session import (
 
 
 def quiet_agent(manager: Any, responses: Sequence[Any] = (), **kwargs: Any) -> Agent:
+    kwargs.setdefault("agent_id", "default")
     return Agent(model=ScriptedModel(list(responses)), session_manager=manager, callback_handler=None, **kwargs)
 
 

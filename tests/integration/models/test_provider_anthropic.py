@@ -293,7 +293,7 @@ def test_unreachable_endpoint_is_named(unused_port: int) -> None:
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "anthropic", None)
 
-    with pytest.raises(ImportError, match=r"pip install 'mooring\[anthropic\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'mooring-agents\[anthropic\]'"):
         AnthropicModel(MODEL, api_key="sk-ant-test")
 
 

@@ -259,5 +259,5 @@ def test_region_comes_from_argument_environment_or_default(monkeypatch: pytest.M
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "boto3", None)
 
-    with pytest.raises(ImportError, match=r"pip install 'mooring\[bedrock\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'mooring-agents\[bedrock\]'"):
         BedrockModel(MODEL)

@@ -287,7 +287,7 @@ def test_ollama_missing_model_says_how_to_pull_it(wire: WireServer) -> None:
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openai", None)
 
-    with pytest.raises(ImportError, match=r"pip install 'mooring\[openai\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'mooring-agents\[openai\]'"):
         OpenAIModel(MODEL, api_key="sk-test")
 
 

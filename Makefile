@@ -29,13 +29,18 @@ test: lint typecheck unit
 
 # The suite on the oldest supported Python and the newest one installed, each in its own venv
 # (.venv-3.10, .venv-3.13, ...). Not part of `make test`: it installs the dev extra twice more.
-TEST_PYTHONS ?= 3.10 $(lastword $(sort $(foreach v,3.11 3.12 3.13 3.14,$(if $(shell command -v python$(v)),$(v)))))
+# An interpreter is python3.X on PATH if it runs, else one installed by pyenv.
+FIND_PYTHON = v=$$1; p=$$(command -v python$$v 2>/dev/null); if [ -n "$$p" ] && "$$p" -c "" 2>/dev/null; then echo "$$p"; \
+  else ls -d "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1; fi
+NEWEST_PYTHON := $(shell for v in 3.14 3.13 3.12 3.11; do sh -c '$(FIND_PYTHON)' _ $$v | grep -q . && { echo $$v; break; }; done)
+TEST_PYTHONS ?= 3.10 $(NEWEST_PYTHON)
 test-pythons:
 	@set -e; for v in $(TEST_PYTHONS); do \
-	  command -v python$$v >/dev/null || { echo "python$$v not found"; exit 1; }; \
-	  test -x .venv-$$v/bin/python || python$$v -m venv .venv-$$v; \
+	  py=$$(sh -c '$(FIND_PYTHON)' _ $$v); \
+	  test -n "$$py" || { echo "Python $$v not found (on PATH or under pyenv)"; exit 1; }; \
+	  test -x .venv-$$v/bin/python || "$$py" -m venv .venv-$$v; \
 	  .venv-$$v/bin/python -m pip install --quiet -e '.[dev]'; \
-	  echo "== Python $$v"; .venv-$$v/bin/python -m pytest -q -p no:cacheprovider; \
+	  echo "== Python $$v ($$py)"; .venv-$$v/bin/python -m pytest -q -p no:cacheprovider; \
 	done
 
 bench: $(STAMP)

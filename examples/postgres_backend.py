@@ -6,7 +6,8 @@ reachable store; the URL comes from the environment variable ``MOORING_EXAMPLE_P
 
 Run (offline model, no model credentials)::
 
-    MOORING_EXAMPLE_POSTGRES_URL='postgresql://root@127.0.0.1:5432/test?schema=mooring_example' python examples/postgres_backend.py
+    export MOORING_EXAMPLE_POSTGRES_URL='postgresql://root@127.0.0.1:5432/test?schema=mooring_example'
+    python examples/postgres_backend.py
 
 ``--session ID`` picks the session id; ``--cleanup`` deletes the session at the end.
 """
@@ -29,7 +30,9 @@ def main() -> None:
     args = parser.parse_args()
     url = os.environ.get(ENV)
     if not url:
-        sys.exit(f"set {ENV} to a PostgreSQL store URL, for example {ENV}='postgresql://root@127.0.0.1:5432/test?schema=mooring_example'")
+        sys.exit(
+            f"set {ENV} to a PostgreSQL store URL, for example {ENV}='postgresql://root@127.0.0.1:5432/test?schema=mooring_example'"
+        )
     run(url, args.session, args.cleanup)
 
 

@@ -45,7 +45,8 @@ def main() -> None:
     runs = int(agent.state.get("runs") or 0) + 1
     agent.state.set("runs", runs)
     print(f"run {runs}: restored {len(agent.messages)} messages from {args.storage_dir}")
-    for prompt in ["What did I just ask you?", "What's the capital of France?", 'Use word_count on "the quick brown fox"']:
+    prompts = ["What did I just ask you?", "What's the capital of France?", 'Use word_count on "the quick brown fox"']
+    for prompt in prompts:
         print(f"> {prompt}")
         print(f"  {agent(prompt)}")
     print(f"run {runs}: the session now holds {len(agent.messages)} messages; run me again to see them restored")

@@ -19,7 +19,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from mooring import Agent
 from mooring.session import FileSessionManager, FileSessionRepository

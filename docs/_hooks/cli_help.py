@@ -40,7 +40,7 @@ def render_cli_help() -> str:
             title = " ".join(path)
             level = "##" if len(path) <= 2 else "###"
             help_text = parser.format_help().rstrip()
-            sections.append(f'{level} `{title}` {{ #{"-".join(path)} }}\n\n```text\n{help_text}\n```\n')
+            sections.append(f"{level} `{title}` {{ #{'-'.join(path)} }}\n\n```text\n{help_text}\n```\n")
         return "\n".join(sections)
     finally:
         if previous is None:

@@ -1,19 +1,25 @@
-"""mkdocs hook: render the ``mooring`` command line's help text into the CLI reference page.
+"""mkdocs hooks for the mooring site: the CLI reference, and Sphinx markup in docstrings.
 
-A page that contains the line ``<!-- mooring-cli-help -->`` gets, in its place, one section
+- A page that contains the line ``<!-- mooring-cli-help -->`` gets, in its place, one section
 per command with the exact ``--help`` output argparse prints, taken from
 :func:`mooring.cli.build_parser` at build time, so the reference cannot drift from the code.
+- mooring's docstrings use a few Sphinx habits (``:class:`X```, ``Example::``) that the
+  API reference's Markdown renderer shows literally; the rendered pages drop the role
+  prefix (the name stays as code) and the second colon.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 MARKER = "<!-- mooring-cli-help -->"
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|exc|attr|obj):(?=<code>)")
+_LITERAL_BLOCK = re.compile(r"<p>([^<]*?)::</p>")
 _SRC = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -53,3 +59,9 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     if MARKER not in markdown:
         return markdown
     return markdown.replace(MARKER, render_cli_help())
+
+
+def on_page_content(html: str, page: Any, **kwargs: Any) -> str:
+    if not page.file.src_uri.startswith("reference/"):
+        return html
+    return _LITERAL_BLOCK.sub(r"<p>\1:</p>", _ROLE.sub("", html))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-pythons lint typecheck unit bench bench-quick clean
+.PHONY: demo test test-pythons lint typecheck unit bench bench-quick docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# The documentation site, built offline into site/ (the docs extra is part of dev).
+docs: $(STAMP)
+	$(BIN)/python -m mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache

@@ -311,6 +311,36 @@ class SQLBackendSuite:
         names = [name for name, _, _ in db.applied_migrations()]
         assert sorted(names) == sorted(m.name for m in MIGRATIONS)
 
+    def test_listing_skips_an_unreadable_session_with_a_warning(
+        self, db: Database, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        repo = db.repository()
+
+        async def setup() -> None:
+            for sid in ("s-a", "s-b", "s-c"):
+                await repo.create_session(SessionRecord(session_id=sid))
+
+        asyncio.run(setup())
+        db.corrupt("sessions", "s-b")  # written directly with SQL, as a hand edit would
+        with caplog.at_level("WARNING", logger="mooring"):
+            listed = asyncio.run(repo.list_sessions())
+        assert sorted(s.session_id for s in listed.sessions) == ["s-a", "s-c"]
+        assert any(
+            "skipped an unreadable session" in r.getMessage() and "'s-b'" in r.getMessage() for r in caplog.records
+        )
+        # Paging keeps its place across the unreadable row: every readable session, once.
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = asyncio.run(repo.list_sessions(cursor=cursor, limit=1))
+            seen += [s.session_id for s in page.sessions]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert sorted(seen) == ["s-a", "s-c"]
+        with pytest.raises(CorruptRecordError, match="'s-b'"):
+            asyncio.run(repo.read_session("s-b"))
+
     def test_corrupt_rows_name_the_record(self, db: Database) -> None:
         repo = db.repository()
 

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from typing_extensions import Self
@@ -114,6 +114,9 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
     cause chained, and the first operation after the server is back succeeds.
     The schema and its tables are created on first use (see :mod:`.migrations`).
     """
+
+    #: JSONB's text type has no U+0000: the session manager refuses it before any write.
+    stores_nul: ClassVar[bool] = False
 
     @classmethod
     def from_url(cls, url: str) -> Self:

@@ -224,7 +224,8 @@ class PostgresConnections:
                 continue  # the pool was renewed while we waited: take one from the new pool
             break
         try:
-            yield conn
+            with conn:  # as the pool's own connection(): commit, or roll back on an error
+                yield conn
         finally:
             pool.putconn(conn)
 

@@ -311,6 +311,36 @@ class SQLBackendSuite:
         names = [name for name, _, _ in db.applied_migrations()]
         assert sorted(names) == sorted(m.name for m in MIGRATIONS)
 
+    def test_listing_skips_an_unreadable_session_with_a_warning(
+        self, db: Database, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        repo = db.repository()
+
+        async def setup() -> None:
+            for sid in ("s-a", "s-b", "s-c"):
+                await repo.create_session(SessionRecord(session_id=sid))
+
+        asyncio.run(setup())
+        db.corrupt("sessions", "s-b")  # written directly with SQL, as a hand edit would
+        with caplog.at_level("WARNING", logger="mooring"):
+            listed = asyncio.run(repo.list_sessions())
+        assert sorted(s.session_id for s in listed.sessions) == ["s-a", "s-c"]
+        assert any(
+            "skipped an unreadable session" in r.getMessage() and "'s-b'" in r.getMessage() for r in caplog.records
+        )
+        # Paging keeps its place across the unreadable row: every readable session, once.
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = asyncio.run(repo.list_sessions(cursor=cursor, limit=1))
+            seen += [s.session_id for s in page.sessions]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert sorted(seen) == ["s-a", "s-c"]
+        with pytest.raises(CorruptRecordError, match="'s-b'"):
+            asyncio.run(repo.read_session("s-b"))
+
     def test_corrupt_rows_name_the_record(self, db: Database) -> None:
         repo = db.repository()
 
@@ -495,7 +525,7 @@ def test_postgres_connection_lost_mid_turn_leaves_nothing_partial(pg_db: Postgre
                 (sid,),
             )
             turn = asyncio.create_task(repo.append_messages(sid, "agent", [_msg(2), _msg(3)]))
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 120
             waiting: list[Any] = []
             while not waiting and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
@@ -535,6 +565,27 @@ def test_postgres_never_creates_server_side_prepared_statements(pg_db: PostgresD
 
 
 @pytest.mark.postgres
+def test_postgres_refuses_nul_before_any_of_the_turn_is_written(pg_db: PostgresDatabase) -> None:
+    from mooring import UnstorableContentError
+    from mooring.models import ScriptedModel
+
+    def agent(responses: list[Any]) -> Agent:
+        return Agent(model=ScriptedModel(responses), agent_id="a", session_manager=pg_db.manager("nul"))
+
+    first = agent(["fine", "a\x00b"])
+    first("hello")
+    with pytest.raises(UnstorableContentError, match=r"key 'k' cannot be stored in postgresql.*U\+0000"):
+        first.state.set("k", {"v": ["x\x00"]})
+    with pytest.raises(UnstorableContentError, match=r"message 2 .*U\+0000"):
+        first("nul\x00in the prompt")
+    with pytest.raises(UnstorableContentError, match=r"message 3 .*nothing of the turn was written"):
+        first("the answer holds one")
+    stored = asyncio.run(pg_db.repository().read_messages("nul", "a"))
+    assert [r.message_id for r in stored] == [0, 1]
+    assert agent([]).state.get() == {}
+
+
+@pytest.mark.postgres
 def test_postgres_schemas_keep_applications_apart(pg_db: PostgresDatabase) -> None:
     other = PostgresDatabase(f"{pg_db.schema}_other")
     ours = open_repository(pg_db.url())
@@ -567,7 +618,7 @@ def test_missing_postgres_driver_names_the_extra(hidden: str) -> None:
         "    else:\n"
         "        print('imported')\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2
     assert all("pip install 'mooring-agents[postgres]'" in line and hidden in line for line in lines)

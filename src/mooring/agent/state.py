@@ -71,6 +71,7 @@ class AgentState:
         self._dirty: dict[str, int] = {}
         self._version = 0
         self._on_change: Callable[[], None] | None = None
+        self._nul_refused_by: str | None = None
         if isinstance(initial, AgentState):
             initial = initial.get()
         if initial is not None:
@@ -87,9 +88,9 @@ class AgentState:
         """
         self._check_key(key)
         # Checked before json.dumps, which a deep enough value would make raise RecursionError.
-        problem = find_unstorable(value)
+        problem = find_unstorable(value, allow_nul=self._nul_refused_by is None)
         if problem is not None:
-            raise UnstorableContentError(f"agent.state value for key {key!r} cannot be stored: {problem}")
+            raise UnstorableContentError(f"agent.state value for key {key!r} cannot be stored{self._in()}: {problem}")
         try:
             encoded = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -204,10 +205,17 @@ class AgentState:
             self._data = merged
             self._version += 1
 
-    @staticmethod
-    def _check_key(key: object) -> None:
+    def refuse_nul(self, store: str) -> None:
+        """Refuse strings holding U+0000 from now on too, as ``store`` (which cannot hold them) must."""
+        with self._lock:
+            self._nul_refused_by = store
+
+    def _in(self) -> str:
+        return "" if self._nul_refused_by is None else f" in {self._nul_refused_by}"
+
+    def _check_key(self, key: object) -> None:
         if not isinstance(key, str) or not key.strip():
             raise ValueError(f"agent.state keys must be non-blank strings, got {key!r}")
-        problem = find_unstorable(key)
+        problem = find_unstorable(key, allow_nul=self._nul_refused_by is None)
         if problem is not None:
-            raise UnstorableContentError(f"agent.state key {key!r} cannot be stored: {problem}")
+            raise UnstorableContentError(f"agent.state key {key!r} cannot be stored{self._in()}: {problem}")

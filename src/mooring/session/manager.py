@@ -126,6 +126,8 @@ class RepositorySessionManager(SessionManager):
         if lease_ttl <= 0 or lease_wait < 0:
             raise ConfigurationError("lease_ttl must be positive and lease_wait non-negative")
         self.repository = repository
+        # A store that cannot hold U+0000 (PostgreSQL's JSONB) has it refused before any write.
+        self._stores_nul = repository.stores_nul
         self.lease_wait = 0.0 if fail_fast else float(lease_wait)
         self.lease_ttl = float(lease_ttl)
         self._tracked: dict[str, _Tracked] = {}
@@ -163,6 +165,8 @@ class RepositorySessionManager(SessionManager):
 
     async def _on_initialized(self, event: AgentInitialized) -> None:
         agent = event.agent
+        if not self._stores_nul:
+            agent.state.refuse_nul(self.repository.describe())
         if agent.agent_id in self._tracked:
             raise ConfigurationError(
                 f"an agent with agent_id {agent.agent_id!r} is already attached to the session manager for "
@@ -430,7 +434,7 @@ class RepositorySessionManager(SessionManager):
         messages held back for it are dropped, and the next turn reloads what the store holds.
         """
         for offset, message in enumerate(messages):
-            problem = find_unstorable(message)
+            problem = find_unstorable(message, allow_nul=self._stores_nul)
             if problem is None:
                 continue
             tracked.pending = []

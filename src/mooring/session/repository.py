@@ -50,9 +50,13 @@ class SessionRepository(ABC):
     Optional capabilities a backend may declare in ``capabilities``: ``"ttl"`` (sessions
     expire), ``"lease_expiry"`` (leases have a TTL and can be taken over when it lapses).
     The contract suite skips only tests of capabilities a backend does not declare.
+
+    ``stores_nul`` is False for a backend that cannot hold U+0000 in a string (PostgreSQL's
+    JSONB); the session manager then refuses such content before anything of a turn is written.
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    stores_nul: ClassVar[bool] = True
 
     @classmethod
     def from_url(cls, url: str) -> Self:

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from typing_extensions import Self
@@ -30,8 +30,10 @@ from typing_extensions import Self
 from mooring.errors import missing_extra
 
 try:
+    import psycopg
     from psycopg import errors as pg_errors
     from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict
     from psycopg.types.json import Jsonb
     from psycopg_pool import ConnectionPool
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
@@ -42,12 +44,18 @@ from mooring._json import find_unstorable
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
+    CorruptRecordError,
     LeaseLostError,
     SessionNotFoundError,
     UnstorableContentError,
 )
 from mooring.session.backends.sql import base as _sql
-from mooring.session.backends.sql._pg_pool import Conn, PostgresConnections
+from mooring.session.backends.sql._pg_pool import (
+    DEFAULT_CONNECT_TIMEOUT,
+    Conn,
+    PostgresConnections,
+    check_connect_timeout,
+)
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
@@ -56,6 +64,7 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     check_append,
+    encode_cursor,
     now_iso,
     version_conflict,
 )
@@ -77,6 +86,17 @@ def _jsonb(data: dict[str, Any], what: str) -> Jsonb:
     return Jsonb(data)
 
 
+def _dsn_connect_timeout(dsn: str | None) -> float | None:
+    """The ``connect_timeout`` a libpq connection string sets itself, if any (validated)."""
+    if not dsn:
+        return None
+    try:
+        value = conninfo_to_dict(dsn).get("connect_timeout")
+    except psycopg.Error:
+        return None  # PostgresConnections reports the bad string
+    return None if value is None else check_connect_timeout(value, "connect_timeout in the connection string")
+
+
 class PostgresSessionRepository(_sql.SQLRepository[Conn]):
     """Sessions in PostgreSQL tables under one schema.
 
@@ -88,20 +108,30 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
     Pass either ``dsn`` (a pool of ``min_size``..``max_size`` connections is opened on first
     use and closed by :meth:`close`) or your own ``psycopg_pool.ConnectionPool`` as ``pool``
     (opened and closed by you; configure its connections with ``prepare_threshold=None`` if
-    it goes through PgBouncer). ``timeout`` bounds the wait for a connection; when the server
-    cannot be reached, operations raise ``StorageUnavailableError`` with the cause chained.
+    it goes through PgBouncer). ``timeout`` bounds the wait for a free connection of a busy
+    pool; ``connect_timeout`` (seconds, default 5) bounds how long a server that cannot be
+    reached takes to be reported: operations then raise ``StorageUnavailableError`` with the
+    cause chained, and the first operation after the server is back succeeds.
     The schema and its tables are created on first use (see :mod:`.migrations`).
     """
 
+    #: JSONB's text type has no U+0000: the session manager refuses it before any write.
+    stores_nul: ClassVar[bool] = False
+
     @classmethod
     def from_url(cls, url: str) -> Self:
-        """A libpq URL; ``?schema=name`` picks the schema, other parameters go to libpq."""
+        """A libpq URL; ``?schema=name`` picks the schema, ``?connect_timeout=seconds`` bounds
+        how long an unreachable server takes to be reported, other parameters go to libpq."""
         options = query_options(url)
         schema = options.pop("schema", None)
+        connect_timeout = options.pop("connect_timeout", None)
         dsn = without_query(url)
         if options:
             dsn += "?" + urlencode(options, quote_via=quote)  # libpq reads "+" literally
-        return cls(dsn, **({"schema": schema} if schema else {}))
+        kwargs: dict[str, Any] = {"schema": schema} if schema else {}
+        if connect_timeout is not None:
+            kwargs["connect_timeout"] = check_connect_timeout(connect_timeout, "connect_timeout in the URL")
+        return cls(dsn, **kwargs)
 
     def __init__(
         self,
@@ -112,6 +142,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
         min_size: int = 1,
         max_size: int = 10,
         timeout: float = 30.0,
+        connect_timeout: float | None = None,
     ) -> None:
         if dsn is not None and pool is not None:
             raise ConfigurationError("pass either dsn or pool to PostgresSessionRepository, not both")
@@ -120,7 +151,13 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
         if min_size < 0 or max_size < max(min_size, 1):
             raise ConfigurationError(f"invalid pool sizes min_size={min_size}, max_size={max_size}")
         self.schema = schema
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
+        if connect_timeout is None:  # a connect_timeout in the DSN itself, else the default
+            in_dsn = _dsn_connect_timeout(dsn) if pool is None else None
+            connect_timeout = DEFAULT_CONNECT_TIMEOUT if in_dsn is None else in_dsn
+        self.connect_timeout = check_connect_timeout(connect_timeout)
         self._db = PostgresConnections(
             None if pool is not None else dsn or "",  # "": libpq defaults and PG* environment variables
             pool,
@@ -128,6 +165,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
             min_size=min_size,
             max_size=max_size,
             timeout=self.timeout,
+            connect_timeout=self.connect_timeout,
             describe=self.describe,
         )
         self._queries: dict[str, sql.Composed] = {}
@@ -205,21 +243,26 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
     @_sql.lends_connection
     def _list_sessions(self, conn: Conn, cursor: str | None, limit: int) -> SessionPage:
         after = _sql.page_after(cursor)
+        # data::text: decoded here, so a row JSONB cannot be parsed into a record is caught per row.
+        columns = "SELECT session_id, created_at, data::text FROM {s}.sessions"
+        order = " ORDER BY created_at DESC, session_id DESC LIMIT %s"
         if after is None:
-            rows = conn.execute(
-                self._q("SELECT session_id, data FROM {s}.sessions ORDER BY created_at DESC, session_id DESC LIMIT %s"),
-                (limit + 1,),
-            ).fetchall()
+            rows = conn.execute(self._q(columns + order), (limit + 1,)).fetchall()
         else:
             rows = conn.execute(
-                self._q(
-                    "SELECT session_id, data FROM {s}.sessions WHERE (created_at, session_id) < (%s, %s) "
-                    "ORDER BY created_at DESC, session_id DESC LIMIT %s"
-                ),
+                self._q(columns + " WHERE (created_at, session_id) < (%s, %s)" + order),
                 (after[0], after[1], limit + 1),
             ).fetchall()
-        records = [_sql.decode_session(data, _sql.session_where(self.describe(), sid)) for sid, data in rows]
-        return _sql.make_page(records, limit)
+        records: list[SessionRecord] = []
+        for sid, _, data in rows[:limit]:
+            try:
+                records.append(_sql.decode_session(data, _sql.session_where(self.describe(), sid)))
+            except CorruptRecordError as exc:  # an unreadable session must not hide the others
+                logger.warning("schema=<%s> | skipped an unreadable session: %s", self.schema, exc)
+        # The cursor follows the rows (the keyset columns), not the records that decoded.
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor(SessionRecord(session_id=last[0], created_at=last[1])) if last else None
+        return SessionPage(sessions=records, next_cursor=next_cursor)
 
     @_sql.lends_connection
     def _delete_session(self, conn: Conn, session_id: str) -> bool:

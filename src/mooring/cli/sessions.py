@@ -24,6 +24,7 @@ from rich.text import Text
 
 from mooring._sync import run_sync
 from mooring.cli import _verify
+from mooring.cli._stores import require_existing
 from mooring.cli._output import UsageError, console, conversation_text, emit_json, is_tty, message_json
 from mooring.errors import CorruptRecordError, MooringError, SessionNotFoundError
 from mooring.session import export, ops
@@ -36,6 +37,21 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _store(url: str | None) -> str:
     return url or default_store_url()
+
+
+def _existing_store(url: str | None) -> str:
+    """The store URL of a command that only reads it (or writes only what is in it): a local
+    store named by ``--store`` or ``$MOORING_STORE`` must exist, so a typo is an error rather
+    than a new empty store. The implicit default directory is created as usual."""
+    resolved = _store(url)
+    if url or os.environ.get("MOORING_STORE"):
+        require_existing(resolved)
+    return resolved
+
+
+def _existing_url(url: str) -> str:
+    require_existing(url)
+    return url
 
 
 def _run(coro_factory: Callable[..., Awaitable[int]], *urls: str) -> int:
@@ -115,7 +131,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             out.print(f"(more sessions exist; raise --limit above {args.limit} to see them)")
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def _when(stamp: str) -> str:
@@ -191,7 +207,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def _json_line(value: Any) -> str:
@@ -238,7 +254,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def _report_copy(args: argparse.Namespace, report: ops.CopyReport, headline: str) -> int:
@@ -293,7 +309,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             console().print(f"deleted session {args.session_id}")
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
@@ -301,7 +317,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         report = await ops.fork_session(repository, args.session_id, args.new_id)
         return _report_copy(args, report, f"forked session {args.session_id} into {args.new_id}")
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 # -- copy -------------------------------------------------------------------------------------
@@ -335,7 +351,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
             raise _Failed(f"{failed} of {len(results)} session(s) could not be copied (see above); re-run to resume")
         return 0
 
-    return _run(body, args.source, args.target)
+    return _run(body, _existing_url(args.source), args.target)
 
 
 async def _sessions_to_copy(source: SessionRepository, session_id: str | None) -> list[str]:
@@ -412,7 +428,7 @@ class _Failed(MooringError):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    return _run(lambda repository: _verify.run(repository, args), _store(args.store))
+    return _run(lambda repository: _verify.run(repository, args), _existing_store(args.store))
 
 
 # -- parser -----------------------------------------------------------------------------------

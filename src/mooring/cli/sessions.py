@@ -18,12 +18,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from mooring._sync import run_sync
 from mooring.cli import _verify
+from mooring.cli._pager import paged
 from mooring.cli._stores import require_existing
 from mooring.cli._output import UsageError, console, conversation_text, emit_json, is_tty, message_json
 from mooring.errors import CorruptRecordError, MooringError, SessionNotFoundError
@@ -145,7 +147,20 @@ def _when(stamp: str) -> str:
 # -- show -------------------------------------------------------------------------------------
 
 
+def _window(head: int, args: argparse.Namespace) -> tuple[int, int]:
+    """The ``[start, end)`` message ids ``--tail`` / ``--limit`` pick out of ``head`` messages."""
+    if args.tail is not None:
+        return max(head - args.tail, 0), head
+    if args.limit is not None:
+        return 0, min(args.limit, head)
+    return 0, head
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    for option in ("tail", "limit"):
+        if getattr(args, option) is not None and getattr(args, option) < 0:
+            raise UsageError(f"--{option} must be 0 or more")
+
     async def body(repository: SessionRepository) -> int:
         session = await repository.read_session(args.session_id)
         if session is None:
@@ -161,7 +176,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             record = await repository.read_agent(args.session_id, agent_id)
             hint = record.next_message_id if record is not None and record.next_message_id else None
             head = await repository.message_head(args.session_id, agent_id, hint=hint)
-            messages = await repository.read_messages(args.session_id, agent_id, 0, head)
+            start, end = _window(head, args)
+            messages = await repository.read_messages(args.session_id, agent_id, start, end)
             agents.append(
                 {
                     "agent_id": agent_id,
@@ -193,18 +209,25 @@ def cmd_show(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        out = console()
-        out.print(Text(f"session {session.session_id}", style="bold"), f"(created {session.created_at})")
-        if not agents:
-            out.print("(no agents)")
-        for agent, records in zip(agents, conversations, strict=True):
-            out.rule(f"agent {agent['agent_id']} · {agent['message_head']} messages", align="left")
-            if agent["state"]:
-                out.print(Text("state: ", style="dim") + Text(_json_line(agent["state"])))
-            out.print(
-                conversation_text((r.message_id, r.to_message(), r.redact_message is not None) for r in records),
-                end="",
-            )
+        def render(out: Console) -> None:
+            out.print(Text(f"session {session.session_id}", style="bold"), f"(created {session.created_at})")
+            if not agents:
+                out.print("(no agents)")
+            for agent, records in zip(agents, conversations, strict=True):
+                head = agent["message_head"]
+                out.rule(f"agent {agent['agent_id']} · {head} messages", align="left")
+                if agent["state"]:
+                    out.print(Text("state: ", style="dim") + Text(_json_line(agent["state"])))
+                start, end = _window(head, args)
+                if end - start < head:
+                    shown = f"messages {start}..{end - 1}" if end > start else "no messages"
+                    out.print(Text(f"(showing {shown} of {head})", style="dim"))
+                out.print(
+                    conversation_text((r.message_id, r.to_message(), r.redact_message is not None) for r in records),
+                    end="",
+                )
+
+        paged(render)
         return 0
 
     return _run(body, _existing_store(args.store))
@@ -473,13 +496,16 @@ def add_parser(commands: Any, common: argparse.ArgumentParser, make: Callable[..
     p = verb(
         "show",
         "show a session's conversation, tool calls included",
-        "mooring sessions show user-42 --agent default",
+        "mooring sessions show user-42 --tail 20    (on a terminal, long output goes through $PAGER)",
         cmd_show,
         store,
         as_json,
     )
     p.add_argument("session_id", metavar="ID")
     p.add_argument("--agent", metavar="ID", help="only this agent")
+    window = p.add_mutually_exclusive_group()
+    window.add_argument("--tail", type=int, metavar="N", help="only the last N messages of each agent")
+    window.add_argument("--limit", type=int, metavar="N", help="only the first N messages of each agent")
 
     p = verb(
         "export",

@@ -48,7 +48,7 @@ def paged(render: Callable[[Console], None]) -> None:
             file=buffer,
             width=screen.width,
             force_terminal=True,
-            color_system=screen.color_system,
+            color_system="auto" if screen.color_system else None,
             highlight=False,
             soft_wrap=False,
         )

@@ -111,7 +111,7 @@ def _describe_pid(pid: int, host: str | None) -> str:
     if host in (None, socket.gethostname()):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                command = " ".join(handle.read().replace(b"\0", b" ").decode(errors="replace").split())
         except OSError:
             command = ""
         if command:

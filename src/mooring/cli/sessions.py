@@ -25,9 +25,9 @@ from rich.text import Text
 
 from mooring._sync import run_sync
 from mooring.cli import _verify
+from mooring.cli._output import UsageError, console, conversation_text, emit_json, is_tty, message_json
 from mooring.cli._pager import paged
 from mooring.cli._stores import require_existing
-from mooring.cli._output import UsageError, console, conversation_text, emit_json, is_tty, message_json
 from mooring.errors import CorruptRecordError, MooringError, SessionNotFoundError
 from mooring.session import export, ops
 from mooring.session.records import MessageRecord
@@ -209,6 +209,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 }
             )
             return 0
+
         def render(out: Console) -> None:
             out.print(Text(f"session {session.session_id}", style="bold"), f"(created {session.created_at})")
             if not agents:

@@ -95,7 +95,7 @@ def _fake_pager(tmp_path: Path) -> tuple[Path, Path]:
     """A PAGER that records it ran and what it was given."""
     record = tmp_path / "paged.txt"
     script = tmp_path / "fake-pager"
-    script.write_text(f"#!/bin/sh\necho \"args: $*\" > {record}\ncat >> {record}\n")
+    script.write_text(f'#!/bin/sh\necho "args: $*" > {record}\ncat >> {record}\n')
     script.chmod(0o755)
     return script, record
 

@@ -106,7 +106,7 @@ def mooring_url(spec: dict[str, Any], *, durable: bool = True) -> str:
         none = not durable or spec["system"] == "mooring-file-none"
         return f"file://{spec['dir']}" + ("?durability=none" if none else "")
     if backend == "sqlite":
-        return f"sqlite://{spec['path']}"
+        return f"sqlite:///{spec['path']}"  # an absolute path supplies the fourth slash
     if backend == "s3":
         return f"s3://{BUCKET}/{spec['prefix']}"
     return str(spec["url"])

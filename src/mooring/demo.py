@@ -1,4 +1,8 @@
-"""The offline demo: two separate processes continue one conversation through the file store."""
+"""The offline demo: two separate processes continue one conversation through the file store.
+
+It keeps to its own directory (``./mooring-demo``) and session id (``demo-user-abc-123``), so
+it never touches the sessions of the README's examples (``./sessions``, ``user-abc-123``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-SESSION_ID = "user-abc-123"
+SESSION_ID = "demo-user-abc-123"
+DEFAULT_STORAGE_DIR = "./mooring-demo"
 AGENT_ID = "assistant"
 
 
@@ -69,7 +74,7 @@ def _natural(name: str) -> tuple[str, int]:
     return (stem, int(number)) if number.isdigit() else (name, -1)
 
 
-def run_demo(storage_dir: str | os.PathLike[str] = "./sessions", fresh: bool = True) -> int:
+def run_demo(storage_dir: str | os.PathLike[str] = DEFAULT_STORAGE_DIR, fresh: bool = True) -> int:
     """Run the two-process scenario and print the tree it left behind."""
     import asyncio
 
@@ -86,6 +91,10 @@ def run_demo(storage_dir: str | os.PathLike[str] = "./sessions", fresh: bool = T
             return 1
     print("What the session store holds now:")
     print("\n".join(tree(root / f"session_{SESSION_ID}")))
+    print(
+        f"\nThe demo session is stored in {root.resolve()} (session {SESSION_ID}); look at it with:\n"
+        f"  mooring sessions show {SESSION_ID} --store {root}"
+    )
     return 0
 
 

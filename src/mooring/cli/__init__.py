@@ -16,7 +16,7 @@ from typing import NoReturn
 from mooring.cli._output import UsageError, error_line
 from mooring.errors import MooringError
 
-__all__ = ["UsageError", "build_parser", "entrypoint", "main"]
+__all__ = ["UsageError", "build_parser", "entrypoint", "main", "version"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,8 +34,27 @@ def _common() -> _Parser:
     return common
 
 
+def version() -> str:
+    """mooring's version: ``mooring.__version__``, else the installed distribution's metadata."""
+    import mooring
+
+    found = getattr(mooring, "__version__", None)
+    if isinstance(found, str) and found:
+        return found
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    for name in ("mooring-agents", "mooring"):
+        try:
+            return distribution_version(name)
+        except PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mooring.cli import chat, sessions
+    from mooring.demo import DEFAULT_STORAGE_DIR
 
     parser = _Parser(
         prog="mooring",
@@ -44,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"mooring {version()}")
     common = _common()
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     chat.add_parser(commands, common)
@@ -53,10 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="run the offline two-process session demo",
         description="Two separate processes continue one conversation through the file store (offline model).",
-        epilog="example: mooring demo --storage-dir ./sessions",
+        epilog=f"example: mooring demo --storage-dir {DEFAULT_STORAGE_DIR}",
     )
     demo.add_argument(
-        "--storage-dir", default="./sessions", help="where the demo session is stored (default ./sessions)"
+        "--storage-dir",
+        default=DEFAULT_STORAGE_DIR,
+        help=f"where the demo session is stored (default {DEFAULT_STORAGE_DIR}, apart from your own sessions)",
     )
     demo.add_argument(
         "--keep", action="store_true", help="continue the existing demo session instead of starting fresh"

@@ -26,7 +26,8 @@ absent value.
 
   ``content`` holds Bedrock Converse content blocks (``text``, ``toolUse``, ``toolResult``, ...)
   as the model sees them (the redacted form when ``redacted``); bytes are
-  ``{"__bytes_encoded__": true, "data": "<base64>"}``.
+  ``{"__bytes_encoded__": true, "data": "<base64>"}``. With ``--tail N`` / ``--limit N``
+  ``messages`` holds only the last / first N; ``message_head`` still counts them all.
 
 ``mooring sessions export ID -o FILE --json`` (the export itself is JSON Lines, see
 :mod:`mooring.session.ops`)::

@@ -23,7 +23,8 @@ from typing import Any, TextIO, cast
 
 from mooring._sync import run_sync
 from mooring.agent.agent import Agent
-from mooring.cli._output import console, conversation_text, error_line, is_tty
+from mooring.cli._busy import WaitAbandoned, wait_until_free
+from mooring.cli._output import UsageError, console, conversation_text, error_line, is_tty
 from mooring.errors import MooringError
 from mooring.models import Model, resolve_model
 from mooring.session.manager import RepositorySessionManager
@@ -36,7 +37,8 @@ COMMANDS_HELP = """\
 /state          show the agent's state and where the session is stored
 /fork NEW_ID    copy this session (all agents and messages) to NEW_ID; you stay in this one
 /undo           remove the last turn (your last message and the replies to it), durably
-/quit           leave (Ctrl-D does the same); Ctrl-C stops a reply that is streaming"""
+/quit           leave (Ctrl-D does the same); Ctrl-C stops a reply that is streaming,
+                or stops waiting for a session another process is using"""
 
 INTERRUPTED_NOTE = "[interrupted: the unfinished reply was discarded]"
 
@@ -69,6 +71,7 @@ class ChatSession:
         system_prompt: str | None = None,
         tools: Sequence[Any] = (),
         out: TextIO | None = None,
+        err: TextIO | None = None,
         lease_wait: float = 60.0,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
@@ -82,6 +85,7 @@ class ChatSession:
         self.system_prompt = system_prompt
         self.tools = list(tools)
         self.out: TextIO = out if out is not None else sys.stdout
+        self.err: TextIO = err if err is not None else sys.stderr
         self.lease_wait = lease_wait
         self.on_event = on_event
         self.existed = run_sync(repository.read_session(session_id)) is not None
@@ -110,6 +114,7 @@ class ChatSession:
         Any failure reloads the conversation from the store before it propagates, so the
         next turn starts from exactly what was persisted.
         """
+        self.wait_until_free()
         try:
             run_sync(self.reply_async(prompt))
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -121,6 +126,16 @@ class ChatSession:
             self.reload()
             raise
         return True
+
+    def wait_until_free(self) -> None:
+        """Wait (visibly, up to ``lease_wait``) while another process runs a turn on this
+        session; ``WaitAbandoned`` on Ctrl-C, ``LeaseTimeoutError`` naming the holder."""
+        try:
+            run_sync(
+                wait_until_free(self.repository, self.session_id, self.agent_id, wait=self.lease_wait, stderr=self.err)
+            )
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            raise WaitAbandoned from None
 
     async def reply_async(self, prompt: str) -> None:
         """Stream one reply. KeyboardInterrupt and CancelledError take the same path: the
@@ -223,19 +238,49 @@ class ChatSession:
             )
 
 
-def read_line(stdin: TextIO, interactive: bool) -> str | None:
-    """One input line, or None at end of input. A terminal gets a prompt and line editing."""
+def read_line(stdin: TextIO, interactive: bool, pending: str | None = None) -> str | None:
+    """One input line, or None at end of input. A terminal gets a prompt and line editing,
+    with ``pending`` (a prompt that was not answered) already typed in."""
     if interactive:
+        hook = _prefill(pending)
         try:
             return input("you> ")
         except EOFError:
             return None
+        finally:
+            if hook is not None:
+                hook(None)
     line = stdin.readline()
     return None if line == "" else line
 
 
+def _prefill(text: str | None) -> Callable[[Any], None] | None:
+    """Have ``input()`` start with ``text`` typed in (GNU readline); returns the hook setter."""
+    if not text:
+        return None
+    try:
+        import readline
+    except ImportError:
+        return None
+
+    def insert() -> None:
+        readline.insert_text(text)
+        readline.redisplay()
+
+    readline.set_pre_input_hook(insert)
+    return readline.set_pre_input_hook
+
+
+KEPT_NOTE = "(your message was kept: press Enter to send it again, or edit it first)"
+
+
 def chat_loop(chat: ChatSession, stdin: TextIO | None = None, *, interactive: bool | None = None) -> int:
-    """Read lines until ``/quit`` or end of input; each line is a prompt or a slash command."""
+    """Read lines until ``/quit`` or end of input; each line is a prompt or a slash command.
+
+    A prompt that got no answer (a busy session, a model error, Ctrl-C) is offered again on a
+    terminal. Read from a pipe, a failed prompt ends the chat with exit code 1, since the lines
+    after it were written expecting its answer.
+    """
     source = stdin if stdin is not None else sys.stdin
     if interactive is None:
         interactive = is_tty(source) and source is sys.stdin
@@ -244,12 +289,14 @@ def chat_loop(chat: ChatSession, stdin: TextIO | None = None, *, interactive: bo
             import readline  # noqa: F401  (line editing and history for input())
         except ImportError:
             pass
+    pending: str | None = None
     while True:
         try:
-            line = read_line(source, interactive)
+            line = read_line(source, interactive, pending)
         except KeyboardInterrupt:
             chat.out.write("\n(Ctrl-C stops a reply; type /quit or press Ctrl-D to leave)\n")
             continue
+        pending = None
         if line is None:
             if interactive:
                 chat.out.write("\n")
@@ -257,15 +304,33 @@ def chat_loop(chat: ChatSession, stdin: TextIO | None = None, *, interactive: bo
         text = line.strip()
         if not text:
             continue
-        try:
-            if text.startswith("/"):
+        if text.startswith("/"):
+            try:
                 if not chat.command(text):
                     return 0
-            else:
-                chat.send(text)
-        except (MooringError, OSError, ValueError, LookupError) as exc:
-            # One bad turn (a model error, a busy session) does not end the chat.
-            error_line(exc)
+            except (MooringError, OSError, ValueError, LookupError) as exc:
+                error_line(exc)  # a failed command does not end the chat
+            continue
+        answered = _send(chat, text)
+        if answered is None and not interactive:
+            return 1
+        if not answered and interactive:
+            pending = text
+            chat.out.write(KEPT_NOTE + "\n")
+            chat.out.flush()
+
+
+def _send(chat: ChatSession, text: str) -> bool | None:
+    """Send one prompt: True when answered, False when interrupted or not sent, None when it
+    failed (reported as one line)."""
+    try:
+        return chat.send(text)
+    except WaitAbandoned:
+        chat.err.write("stopped waiting; nothing was sent and the session is unchanged\n")
+        return False
+    except (MooringError, OSError, ValueError, LookupError) as exc:
+        error_line(exc)
+        return None
 
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -290,10 +355,19 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "--store", metavar="URL", help="session store URL (default: $MOORING_STORE or the user data directory)"
     )
     parser.add_argument("--system", metavar="TEXT", help="system prompt")
+    parser.add_argument(
+        "--wait",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="how long to wait while another process runs a turn on the session (default 60)",
+    )
     parser.set_defaults(handler=run_chat)
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    if args.wait < 0:
+        raise UsageError("--wait must be 0 or more seconds")
     session_id = args.session or new_session_id()
     repository = open_repository(args.store or default_store_url())
     try:
@@ -303,6 +377,7 @@ def run_chat(args: argparse.Namespace) -> int:
             agent_id=args.agent,
             model=args.model,
             system_prompt=args.system,
+            lease_wait=args.wait,
         )
         status = f"restored {len(chat.agent.messages)} messages" if chat.existed else "new"
         out = chat.out

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +26,8 @@ from rich.text import Text
 from mooring._sync import run_sync
 from mooring.cli import _verify
 from mooring.cli._output import UsageError, console, conversation_text, emit_json, is_tty, message_json
+from mooring.cli._pager import paged
+from mooring.cli._stores import require_existing
 from mooring.errors import CorruptRecordError, MooringError, SessionNotFoundError
 from mooring.session import export, ops
 from mooring.session.records import MessageRecord
@@ -36,6 +39,21 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _store(url: str | None) -> str:
     return url or default_store_url()
+
+
+def _existing_store(url: str | None) -> str:
+    """The store URL of a command that only reads it (or writes only what is in it): a local
+    store named by ``--store`` or ``$MOORING_STORE`` must exist, so a typo is an error rather
+    than a new empty store. The implicit default directory is created as usual."""
+    resolved = _store(url)
+    if url or os.environ.get("MOORING_STORE"):
+        require_existing(resolved)
+    return resolved
+
+
+def _existing_url(url: str) -> str:
+    require_existing(url)
+    return url
 
 
 def _run(coro_factory: Callable[..., Awaitable[int]], *urls: str) -> int:
@@ -115,7 +133,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             out.print(f"(more sessions exist; raise --limit above {args.limit} to see them)")
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def _when(stamp: str) -> str:
@@ -129,7 +147,20 @@ def _when(stamp: str) -> str:
 # -- show -------------------------------------------------------------------------------------
 
 
+def _window(head: int, args: argparse.Namespace) -> tuple[int, int]:
+    """The ``[start, end)`` message ids ``--tail`` / ``--limit`` pick out of ``head`` messages."""
+    if args.tail is not None:
+        return max(head - args.tail, 0), head
+    if args.limit is not None:
+        return 0, min(args.limit, head)
+    return 0, head
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    for option in ("tail", "limit"):
+        if getattr(args, option) is not None and getattr(args, option) < 0:
+            raise UsageError(f"--{option} must be 0 or more")
+
     async def body(repository: SessionRepository) -> int:
         session = await repository.read_session(args.session_id)
         if session is None:
@@ -145,7 +176,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             record = await repository.read_agent(args.session_id, agent_id)
             hint = record.next_message_id if record is not None and record.next_message_id else None
             head = await repository.message_head(args.session_id, agent_id, hint=hint)
-            messages = await repository.read_messages(args.session_id, agent_id, 0, head)
+            start, end = _window(head, args)
+            messages = await repository.read_messages(args.session_id, agent_id, start, end)
             agents.append(
                 {
                     "agent_id": agent_id,
@@ -177,21 +209,29 @@ def cmd_show(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        out = console()
-        out.print(Text(f"session {session.session_id}", style="bold"), f"(created {session.created_at})")
-        if not agents:
-            out.print("(no agents)")
-        for agent, records in zip(agents, conversations, strict=True):
-            out.rule(f"agent {agent['agent_id']} · {agent['message_head']} messages", align="left")
-            if agent["state"]:
-                out.print(Text("state: ", style="dim") + Text(_json_line(agent["state"])))
-            out.print(
-                conversation_text((r.message_id, r.to_message(), r.redact_message is not None) for r in records),
-                end="",
-            )
+
+        def render(out: Console) -> None:
+            out.print(Text(f"session {session.session_id}", style="bold"), f"(created {session.created_at})")
+            if not agents:
+                out.print("(no agents)")
+            for agent, records in zip(agents, conversations, strict=True):
+                head = agent["message_head"]
+                out.rule(f"agent {agent['agent_id']} · {head} messages", align="left")
+                if agent["state"]:
+                    out.print(Text("state: ", style="dim") + Text(_json_line(agent["state"])))
+                start, end = _window(head, args)
+                if end - start < head:
+                    shown = f"messages {start}..{end - 1}" if end > start else "no messages"
+                    out.print(Text(f"(showing {shown} of {head})", style="dim"))
+                out.print(
+                    conversation_text((r.message_id, r.to_message(), r.redact_message is not None) for r in records),
+                    end="",
+                )
+
+        paged(render)
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def _json_line(value: Any) -> str:
@@ -238,7 +278,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def _report_copy(args: argparse.Namespace, report: ops.CopyReport, headline: str) -> int:
@@ -293,7 +333,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             console().print(f"deleted session {args.session_id}")
         return 0
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
@@ -301,7 +341,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
         report = await ops.fork_session(repository, args.session_id, args.new_id)
         return _report_copy(args, report, f"forked session {args.session_id} into {args.new_id}")
 
-    return _run(body, _store(args.store))
+    return _run(body, _existing_store(args.store))
 
 
 # -- copy -------------------------------------------------------------------------------------
@@ -335,7 +375,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
             raise _Failed(f"{failed} of {len(results)} session(s) could not be copied (see above); re-run to resume")
         return 0
 
-    return _run(body, args.source, args.target)
+    return _run(body, _existing_url(args.source), args.target)
 
 
 async def _sessions_to_copy(source: SessionRepository, session_id: str | None) -> list[str]:
@@ -412,7 +452,7 @@ class _Failed(MooringError):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    return _run(lambda repository: _verify.run(repository, args), _store(args.store))
+    return _run(lambda repository: _verify.run(repository, args), _existing_store(args.store))
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -457,13 +497,16 @@ def add_parser(commands: Any, common: argparse.ArgumentParser, make: Callable[..
     p = verb(
         "show",
         "show a session's conversation, tool calls included",
-        "mooring sessions show user-42 --agent default",
+        "mooring sessions show user-42 --tail 20    (on a terminal, long output goes through $PAGER)",
         cmd_show,
         store,
         as_json,
     )
     p.add_argument("session_id", metavar="ID")
     p.add_argument("--agent", metavar="ID", help="only this agent")
+    window = p.add_mutually_exclusive_group()
+    window.add_argument("--tail", type=int, metavar="N", help="only the last N messages of each agent")
+    window.add_argument("--limit", type=int, metavar="N", help="only the first N messages of each agent")
 
     p = verb(
         "export",

@@ -5,7 +5,7 @@ URL                                backend
 =================================  ==============================================
 ``/path`` or ``file:///path``       :class:`FileSessionRepository` (the default)
 ``memory:``                         :class:`InMemorySessionRepository`
-``sqlite:///path/to.db``            ``SQLiteSessionRepository``
+``sqlite:////abs/path/to.db``       ``SQLiteSessionRepository`` (``sqlite:///rel.db``: relative)
 ``postgresql://user@host/db``       ``PostgresSessionRepository`` (extra ``postgres``)
 ``redis://host:6379/0``             ``RedisSessionRepository`` (extra ``redis``)
 ``s3://bucket/prefix``              ``S3SessionRepository`` (extra ``s3``)

@@ -80,6 +80,40 @@ def _holder_is_dead(token: str) -> bool:
     return False
 
 
+def _database_path(url: str) -> str:
+    """The database path a ``sqlite:`` URL names, the SQLAlchemy way.
+
+    After ``sqlite://`` (an empty host) comes ``/`` and then the path as written: one more
+    slash (``sqlite:////abs.db``) makes it absolute, none (``sqlite:///rel.db``) leaves it
+    relative to the working directory.
+    """
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise ConfigurationError(
+            f"sqlite URL {url!r} names a host; use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    path = unquote(parts.path)
+    if url[len(parts.scheme) + 1 :].startswith("//"):
+        path = path[1:]  # the "/" that ends the empty authority is not part of the path
+    if not path:
+        raise ConfigurationError(
+            f"sqlite URL {url!r} names no database file (sqlite:///relative.db or sqlite:////absolute/path.db)"
+        )
+    return path
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    options: dict[str, Any] = query_options(url)
+    if "busy_timeout" in options:
+        options["busy_timeout"] = float(options["busy_timeout"])
+    if "mode" in options:
+        mode = options.pop("mode")
+        if mode not in ("ro", "rw"):
+            raise ConfigurationError(f"sqlite URL {url!r}: mode must be 'ro' or 'rw', got {mode!r}")
+        options["read_only"] = mode == "ro"
+    return options
+
+
 class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
     """Sessions in one SQLite database file (WAL mode).
 
@@ -102,23 +136,11 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
 
     @classmethod
     def from_url(cls, url: str) -> Self:
-        """``sqlite:///abs/path.db`` (absolute) or ``sqlite:rel.db`` (relative), as for ``file:``;
-        ``?busy_timeout=5&durability=none`` set the options; ``?mode=ro`` opens it read-only."""
-        parts = urlsplit(url)
-        path = unquote(parts.netloc + parts.path)
-        if path.startswith("//"):
-            path = "/" + path.lstrip("/")
-        if not path:
-            raise ConfigurationError(f"sqlite URL {url!r} names no database file (sqlite:///path/to.db)")
-        options = query_options(url)
-        if "busy_timeout" in options:
-            options["busy_timeout"] = float(options["busy_timeout"])
-        if "mode" in options:
-            mode = options.pop("mode")
-            if mode not in ("ro", "rw"):
-                raise ConfigurationError(f"sqlite URL {url!r}: mode must be 'ro' or 'rw', got {mode!r}")
-            options["read_only"] = mode == "ro"
-        return cls(path, **options)
+        """SQLAlchemy's form: ``sqlite:///rel.db`` is relative to the working directory and
+        ``sqlite:////abs/path.db`` absolute (``sqlite:rel.db`` and ``sqlite:/abs.db``, without
+        the ``//``, also work); ``?busy_timeout=5&durability=none`` set the options;
+        ``?mode=ro`` opens it read-only."""
+        return cls(_database_path(url), **_url_options(url))
 
     def __init__(
         self,

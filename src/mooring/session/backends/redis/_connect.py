@@ -23,6 +23,7 @@ try:
     import redis
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.cluster import RedisCluster
+    from redis.connection import parse_url
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("redis", "redis-py") from exc
@@ -105,6 +106,8 @@ def build_client(url: str, *, cluster: bool, connect_timeout: float, socket_time
             return redis.Redis.from_url(url, retry=retry, **timeouts)
         if scheme_of(url) not in ("redis", "rediss"):
             raise ConfigurationError(f"Redis Cluster needs a redis:// or rediss:// node address, got {url!r}")
+        if parse_url(url).get("db", 0) != 0:
+            raise ConfigurationError(f"Redis Cluster has only database 0 (db=0 or no path in the URL), got {url!r}")
         # The startup node is asked for the slot map right away.
         return _Cluster.from_url(url, retry=retry, **timeouts)
     except ValueError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from mooring.errors import ConfigurationError, missing_extra
 from mooring.session.url import query_options, scheme_of, without_query
@@ -23,7 +23,6 @@ try:
     import redis
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.cluster import RedisCluster
-    from redis.connection import parse_url
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("redis", "redis-py") from exc
@@ -85,6 +84,12 @@ def split_url(url: str) -> tuple[str, dict[str, Any]]:
     return base, own
 
 
+def _database(url: str) -> str:
+    """The database a redis URL names (path ``/N`` or ``?db=N``), ``""`` when it names none."""
+    path = urlsplit(url).path.strip("/")
+    return str(query_options(url).get("db", path))
+
+
 def _cluster_class() -> type[Any]:
     # A timeout is not worth a retry on Cluster either (see the module docstring).
     allowed = tuple(e for e in RedisCluster.ERRORS_ALLOW_RETRY if not issubclass(e, redis.TimeoutError))
@@ -106,7 +111,7 @@ def build_client(url: str, *, cluster: bool, connect_timeout: float, socket_time
             return redis.Redis.from_url(url, retry=retry, **timeouts)
         if scheme_of(url) not in ("redis", "rediss"):
             raise ConfigurationError(f"Redis Cluster needs a redis:// or rediss:// node address, got {url!r}")
-        if parse_url(url).get("db", 0) != 0:
+        if _database(url) not in ("", "0"):
             raise ConfigurationError(f"Redis Cluster has only database 0 (db=0 or no path in the URL), got {url!r}")
         # The startup node is asked for the slot map right away.
         return _Cluster.from_url(url, retry=retry, **timeouts)

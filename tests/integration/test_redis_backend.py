@@ -18,6 +18,7 @@ import pytest
 from mooring import Agent
 from mooring.errors import (
     ConfigurationError,
+    ConflictError,
     CorruptRecordError,
     SessionNotFoundError,
     StorageUnavailableError,
@@ -458,6 +459,85 @@ def test_corrupt_list_element_names_session_agent_and_id(repo: RedisSessionRepos
     admin.hset(f"{prefix}:{{hurt%3A1}}:agent:agent", "record", b"[]")
     with pytest.raises(CorruptRecordError, match=r"'hurt:1'.*'agent'"):
         asyncio.run(repo.read_agent("hurt:1", "agent"))
+
+
+def test_listing_skips_an_unreadable_session_and_lists_the_rest(
+    repo: RedisSessionRepository, admin: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> list[list[str]]:
+        for sid in ("a", "b:1", "c", "d"):
+            await repo.create_session(SessionRecord(session_id=sid))
+        # Garbage straight into the key the backend reads for session "b:1".
+        admin.set(repo._k("b:1").session, b"\xff{not json")
+        admin.set(repo._k("c").session, b'["valid JSON, not a session"]')
+        pages, cursor = [], None
+        while True:
+            page = await repo.list_sessions(cursor=cursor, limit=1)
+            pages.append([s.session_id for s in page.sessions])
+            if (cursor := page.next_cursor) is None:
+                return pages
+
+    with caplog.at_level("WARNING", logger="mooring.session.backends.redis.repository"):
+        pages = asyncio.run(scenario())
+    assert [sid for page in pages for sid in page] == ["d", "a"]
+    assert all(len(page) <= 1 for page in pages)
+    warned = [r.getMessage() for r in caplog.records if "skipped an unreadable session" in r.getMessage()]
+    assert any("b:1" in line for line in warned) and any("<c>" in line for line in warned)
+    # Skipped, not forgotten: the index still names them, so a repair can find them.
+    assert admin.zcard(f"{prefix}:sessions") == 4
+    with pytest.raises(CorruptRecordError):
+        asyncio.run(repo.read_session("b:1"))
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("socket_timeout=abc", "socket_timeout"),
+        ("socket_timeout=0", "socket_timeout"),
+        ("connect_timeout=-1", "connect_timeout"),
+        ("connect_timeout=nan", "connect_timeout"),
+        ("socket_timeout=inf", "socket_timeout"),
+        ("ttl=soon", "ttl"),
+        ("cluster=maybe", "cluster"),
+        ("socket_connect_timeout=3", "connect_timeout"),
+    ],
+)
+def test_bad_url_options_are_refused_by_name(query: str, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        open_repository(f"{REDIS_URL}?{query}")
+
+
+def test_timeouts_reach_the_client_and_are_validated() -> None:
+    repository = open_repository(f"{REDIS_URL}?connect_timeout=2.5&socket_timeout=7&prefix=p")
+    assert isinstance(repository, RedisSessionRepository)
+    assert (repository.connect_timeout, repository.socket_timeout, repository.prefix) == (2.5, 7.0, "p")
+    kwargs = repository.client.connection_pool.connection_kwargs
+    assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (2.5, 7.0)
+    asyncio.run(repository.close())
+    default = RedisSessionRepository(REDIS_URL)
+    assert (default.connect_timeout, default.socket_timeout) == (5.0, 10.0)
+    asyncio.run(default.close())
+    for bad in (0, -2.0, float("nan"), True, "x"):
+        with pytest.raises(ConfigurationError, match="socket_timeout"):
+            RedisSessionRepository(REDIS_URL, socket_timeout=bad)  # type: ignore[arg-type]
+    with redis.Redis.from_url(REDIS_URL) as own, pytest.raises(ConfigurationError, match="timeouts"):
+        RedisSessionRepository(client=own, socket_timeout=3)
+
+
+def test_a_create_whose_reply_was_lost_is_replayed_without_conflict(proxy: _Proxy, prefix: str) -> None:
+    repo = RedisSessionRepository(f"redis://127.0.0.1:{proxy.port}/15", prefix=prefix)
+
+    async def scenario() -> None:
+        await repo.create_session(SessionRecord(session_id="s"))
+        await repo.create_multi_agent("s", MultiAgentRecord(multi_agent_id="warmup"))  # loads the script
+        proxy.lose_reply_to = b"EVALSHA"
+        created = await repo.create_agent("s", AgentRecord(agent_id="agent"))
+        assert created.version == 1 and proxy.lose_reply_to is None
+        with pytest.raises(ConflictError):  # a second create, unlike a replay, still conflicts
+            await repo.create_agent("s", AgentRecord(agent_id="agent"))
+        await repo.close()
+
+    asyncio.run(scenario())
 
 
 # -- the Agent ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ URL                                backend
 ``sqlite:////abs/path/to.db``       ``SQLiteSessionRepository`` (``sqlite:///rel.db``: relative)
 ``postgresql://user@host/db``       ``PostgresSessionRepository`` (extra ``postgres``)
 ``redis://host:6379/0``             ``RedisSessionRepository`` (extra ``redis``)
+``redis+cluster://host:7000``       ``RedisSessionRepository`` on Redis Cluster
 ``s3://bucket/prefix``              ``S3SessionRepository`` (extra ``s3``)
 =================================  ==============================================
 
@@ -44,6 +45,8 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "postgres": "mooring.session.backends.sql.postgres:PostgresSessionRepository",
     "redis": "mooring.session.backends.redis:RedisSessionRepository",
     "rediss": "mooring.session.backends.redis:RedisSessionRepository",
+    "redis+cluster": "mooring.session.backends.redis:RedisSessionRepository",
+    "rediss+cluster": "mooring.session.backends.redis:RedisSessionRepository",
     "unix": "mooring.session.backends.redis:RedisSessionRepository",
     "s3": "mooring.session.backends.s3:S3SessionRepository",
 }

@@ -12,17 +12,17 @@ from urllib.parse import urlsplit, urlunsplit
 from typing_extensions import ParamSpec
 
 from mooring.errors import CorruptRecordError, SessionNotFoundError, StorageUnavailableError, missing_extra
+from mooring.session.backends.redis._connect import DEFAULT_URL
 from mooring.session.backends.redis._scripts import SessionKeys
 
 try:
     import redis
+    from redis.exceptions import RedisClusterException
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("redis", "redis-py") from exc
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-DEFAULT_URL = "redis://localhost:6379/0"
 
 
 def _text(value: Any) -> str:
@@ -46,6 +46,8 @@ class RedisPlumbing:
     prefix: str
     ttl: float | None
     client: Any
+    connect_timeout: float | None
+    socket_timeout: float | None
     _url: str | None
     _owns_client: bool
 
@@ -70,8 +72,13 @@ class RedisPlumbing:
         # The sync client's pool is thread-safe and bound to no event loop.
         try:
             return func(*args, **kwargs)
-        except redis.RedisError as exc:
-            raise StorageUnavailableError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
+        except (redis.RedisError, RedisClusterException) as exc:  # Cluster's own errors are not RedisErrors
+            hint = ""
+            if isinstance(exc, redis.TimeoutError) and self.socket_timeout is not None:
+                hint = f" (connect_timeout={self.connect_timeout:g}s, socket_timeout={self.socket_timeout:g}s)"
+            if isinstance(exc, redis.exceptions.MovedError):
+                hint = " (the server is a Redis Cluster node: use redis+cluster:// or ?cluster=true)"
+            raise StorageUnavailableError(f"{self.describe()}: {type(exc).__name__}: {exc}{hint}") from exc
 
     def _k(self, session_id: str) -> SessionKeys:
         return SessionKeys.of(self.prefix, session_id)

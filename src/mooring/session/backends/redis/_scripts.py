@@ -99,16 +99,18 @@ local ttl = tonumber(ARGV[2])
 """
 
 # KEYS: session, members set (agents or multis), record hash, [messages list]
-# ARGV: base, ttl, encoded id, record JSON
+# ARGV: base, ttl, encoded id, record JSON, token
 CREATE_RECORD = (
     _REFRESH
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'nosession', 0} end
 if redis.call('EXISTS', KEYS[3]) == 1 then
-  return {'conflict', tonumber(redis.call('HGET', KEYS[3], 'version')) or 0}
+  local version = tonumber(redis.call('HGET', KEYS[3], 'version')) or 0
+  if version == 1 and redis.call('HGET', KEYS[3], 'token') == ARGV[5] then return {'ok', 1} end
+  return {'conflict', version}
 end
 if KEYS[4] then redis.call('DEL', KEYS[4]) end -- a new agent starts at message id 0
-redis.call('HSET', KEYS[3], 'record', ARGV[4], 'version', 1)
+redis.call('HSET', KEYS[3], 'record', ARGV[4], 'version', 1, 'token', ARGV[5])
 redis.call('SADD', KEYS[2], ARGV[3])
 refresh(ARGV[1], ttl)
 return {'ok', 1}

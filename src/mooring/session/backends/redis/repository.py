@@ -33,8 +33,8 @@ import logging
 import time
 import uuid
 from dataclasses import replace
-from typing import Any, ClassVar
-from urllib.parse import unquote, urlencode
+from typing import Any, ClassVar, Literal
+from urllib.parse import unquote
 
 from typing_extensions import Self
 
@@ -45,11 +45,20 @@ from mooring.errors import (
     CorruptRecordError,
     LeaseLostError,
     SessionNotFoundError,
+    StorageUnavailableError,
     missing_extra,
 )
 from mooring.session._threaded import ThreadedRepository
 from mooring.session.backends.redis import _scripts as lua
-from mooring.session.backends.redis._client import DEFAULT_URL, RedisPlumbing, _dumps, _loads, _text
+from mooring.session.backends.redis._client import RedisPlumbing, _dumps, _loads, _text
+from mooring.session.backends.redis._connect import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_SOCKET_TIMEOUT,
+    DEFAULT_URL,
+    build_client,
+    seconds,
+    split_url,
+)
 from mooring.session.backends.redis._scripts import (
     INDEX_SEPARATOR,
     encode_id,
@@ -70,22 +79,15 @@ from mooring.session.records import (
     version_conflict,
 )
 from mooring.session.repository import Capability, Lease
-from mooring.session.url import query_options, without_query
 
 try:
     import redis
-    from redis.backoff import ExponentialWithJitterBackoff
-    from redis.retry import Retry
+    from redis.exceptions import RedisClusterException
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra("redis", "redis-py") from exc
 
 logger = logging.getLogger(__name__)
 
-
-# A blip (failover, a killed connection) is retried a few times quickly; a server that stays
-# down surfaces as StorageUnavailableError within a fraction of a second, not after the
-# driver's default ten attempts.
-_RETRIES = 3
 _SCAN_COUNT = 500
 
 
@@ -103,6 +105,11 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
             closed by :meth:`close`.
         prefix: first part of every key, so several apps or tests share one database.
         ttl: seconds a session lives after its last write; ``None`` keeps sessions forever.
+        cluster: ``url`` names a Redis Cluster node (implied by ``redis+cluster://``); the
+            client is a ``RedisCluster``, which reads the slot map when it is built.
+        connect_timeout: seconds to wait for a connection (default 5).
+        socket_timeout: seconds to wait for each reply (default 10); a frozen or cut-off
+            server raises ``StorageUnavailableError`` after about that long, never retried.
 
     Each operation runs the blocking client in a worker thread (mooring's shared I/O pool), so one
     repository serves any number of event loops and threads through the client's pool.
@@ -113,17 +120,10 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
 
     @classmethod
     def from_url(cls, url: str) -> Self:
-        """A redis-py URL; ``?prefix=app&ttl=86400`` set the key prefix and session TTL (seconds),
-        other parameters go to redis-py."""
-        options = query_options(url)
-        own: dict[str, Any] = {}
-        if "prefix" in options:
-            own["prefix"] = options.pop("prefix")
-        if "ttl" in options:
-            own["ttl"] = float(options.pop("ttl"))
-        base = without_query(url)
-        if options:
-            base += "?" + urlencode(options)
+        """A redis-py URL, or ``redis+cluster://node:port`` for Redis Cluster. Query options:
+        ``prefix``, ``ttl`` (seconds), ``connect_timeout`` and ``socket_timeout`` (seconds),
+        ``cluster=true`` (a ``redis://`` URL names a Cluster node); others go to redis-py."""
+        base, own = split_url(url)
         return cls(base, **own)
 
     def __init__(
@@ -133,22 +133,39 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         client: Any = None,
         prefix: str = "mooring",
         ttl: float | None = None,
+        cluster: bool = False,
+        connect_timeout: float | None = None,
+        socket_timeout: float | None = None,
     ) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise ConfigurationError(f"redis key prefix must be a non-empty string without braces, got {prefix!r}")
         if ttl is not None and not ttl > 0:
             raise ConfigurationError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        if client is not None and (cluster or connect_timeout is not None or socket_timeout is not None):
+            raise ConfigurationError("cluster and the timeouts configure the client mooring builds; set them on yours")
         self.prefix = prefix
         self.ttl = ttl
         self._ttl_ms = max(1, round(ttl * 1000)) if ttl is not None else 0
         self._owns_client = client is None
         self._url = url if client is None else None
+        self.connect_timeout: float | None = None
+        self.socket_timeout: float | None = None
         if client is None:
-            retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), _RETRIES)
+            self.connect_timeout = seconds(
+                "connect_timeout", DEFAULT_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+            )
+            self.socket_timeout = seconds(
+                "socket_timeout", DEFAULT_SOCKET_TIMEOUT if socket_timeout is None else socket_timeout
+            )
             try:
-                client = redis.Redis.from_url(url or DEFAULT_URL, retry=retry)
-            except ValueError as exc:
-                raise ConfigurationError(f"invalid redis URL: {exc}") from exc
+                client = build_client(
+                    url or DEFAULT_URL,
+                    cluster=cluster,
+                    connect_timeout=self.connect_timeout,
+                    socket_timeout=self.socket_timeout,
+                )
+            except (redis.RedisError, RedisClusterException) as exc:  # Cluster reads its slot map now
+                raise StorageUnavailableError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
         self.client: Any = client
         self._index = f"{prefix}:sessions"
         self._create_record_script = client.register_script(lua.CREATE_RECORD)
@@ -170,6 +187,8 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         member = index_member(session.created_at, session.session_id)
         created = self.client.set(key, _dumps(session.to_dict()), nx=True, px=self._ttl_ms or None)
         if not created:
+            # A replayed SET (its reply lost) lands here too, and reports a conflict with itself;
+            # the session manager reads the stored session on a conflict, so that is harmless.
             stored = self.client.get(key)
             if stored is not None:
                 # Re-index the stored session: repairs a create whose ZADD below was lost.
@@ -203,9 +222,11 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
             for member, raw in zip(members, pipe.execute(), strict=True):
                 created_at, session_id = parse_member(member)
                 record = self._decode_listed(session_id, raw)
+                if record is False:
+                    continue  # unreadable: skipped (and logged), but kept in the index
                 if record is None or record.created_at != created_at:
                     dead.append(member)  # expired, deleted, or a leftover of an earlier incarnation
-                elif record is not False:
+                else:
                     live.append((member, record))
             if dead:
                 self.client.zrem(self._index, *dead)
@@ -220,16 +241,15 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
             next_cursor = encode_cursor(SessionRecord(session_id=session_id, created_at=created_at))
         return SessionPage(sessions=[record for _, record in page], next_cursor=next_cursor)
 
-    def _decode_listed(self, session_id: str, raw: Any) -> Any:
+    def _decode_listed(self, session_id: str, raw: Any) -> SessionRecord | Literal[False] | None:
         """The listed session's record, None if it is gone, False if it cannot be read."""
         if raw is None:
             return None
         try:
             where = self._where(session_id, what="session record")
             return SessionRecord.from_dict(_loads(raw, where), where)
-        except CorruptRecordError:
-            # An unreadable session must not hide the others.
-            logger.warning("session_id=<%s> | skipping an unreadable session record", session_id, exc_info=True)
+        except CorruptRecordError as exc:  # an unreadable session must not hide the others
+            logger.warning("session_id=<%s> | skipped an unreadable session: %s", session_id, exc)
             return False
 
     def _delete_session(self, session_id: str) -> bool:
@@ -274,7 +294,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         status, number = self._script(
             self._create_record_script,
             [k.session, k.agents, k.agent(agent.agent_id), k.messages(agent.agent_id)],
-            [k.base, self._ttl_ms, encode_id(agent.agent_id), _dumps(stored.to_dict())],
+            [k.base, self._ttl_ms, encode_id(agent.agent_id), _dumps(stored.to_dict()), uuid.uuid4().hex],
         )
         self._check(status, session_id)
         if status == "conflict":
@@ -406,7 +426,7 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
         status, number = self._script(
             self._create_record_script,
             [k.session, k.multis, k.multi(record.multi_agent_id)],
-            [k.base, self._ttl_ms, encode_id(record.multi_agent_id), _dumps(stored.to_dict())],
+            [k.base, self._ttl_ms, encode_id(record.multi_agent_id), _dumps(stored.to_dict()), uuid.uuid4().hex],
         )
         self._check(status, session_id)
         if status == "conflict":
@@ -461,7 +481,8 @@ class RedisSessionManager(RepositorySessionManager):
         agent = Agent(agent_id="assistant",
                       session_manager=RedisSessionManager("user-abc-123", "redis://localhost:6379/0", ttl=86400))
 
-    ``url``, ``client``, ``prefix`` and ``ttl`` build the :class:`RedisSessionRepository`; other
+    ``url``, ``client``, ``prefix``, ``ttl``, ``cluster``, ``connect_timeout`` and ``socket_timeout``
+    build the :class:`RedisSessionRepository`; other
     keyword options go to :class:`RepositorySessionManager` (``lease_wait``, ``fail_fast``,
     ``lease_ttl``).
     """
@@ -474,8 +495,19 @@ class RedisSessionManager(RepositorySessionManager):
         client: Any = None,
         prefix: str = "mooring",
         ttl: float | None = None,
+        cluster: bool = False,
+        connect_timeout: float | None = None,
+        socket_timeout: float | None = None,
         **manager_options: Any,
     ) -> None:
         validate_id(session_id, "session_id")
-        repository = RedisSessionRepository(url, client=client, prefix=prefix, ttl=ttl)
+        repository = RedisSessionRepository(
+            url,
+            client=client,
+            prefix=prefix,
+            ttl=ttl,
+            cluster=cluster,
+            connect_timeout=connect_timeout,
+            socket_timeout=socket_timeout,
+        )
         super().__init__(session_id, repository, **manager_options)

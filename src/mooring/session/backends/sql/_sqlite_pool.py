@@ -38,9 +38,25 @@ class _Connection(sqlite3.Connection):
     immutable = False
 
 
+# SQLite's standard message for each primary result code mooring acts on (sqlite3_errstr), for
+# Python 3.10, whose driver errors carry no code.
+_CODE_OF_MESSAGE = {
+    "database is locked": 5,
+    "database table is locked": 6,
+    "attempt to write a readonly database": 8,
+    "disk i/o error": 10,
+    "database disk image is malformed": 11,
+    "unable to open database file": 14,
+}
+
+
 def _sqlite_code(exc: sqlite3.Error) -> int:
     """The primary result code of a driver error (extended codes keep it in the low byte)."""
-    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return int(code) & 0xFF
+    text = str(exc).lower()
+    return next((value for message, value in _CODE_OF_MESSAGE.items() if text.startswith(message)), 0)
 
 
 _SQLITE_IOERR_DELETE_NOENT = 10 | (23 << 8)  # SQLite's extended result code (stable C API)

@@ -91,7 +91,7 @@ def test_an_unknown_session_is_not_found(store: Path) -> None:
         check(store, session_id="nobody")
 
 
-def test_a_torn_last_message_is_quarantined_and_the_rest_loads(store: Path) -> None:
+def test_a_torn_last_message_is_quarantined_and_a_placeholder_takes_its_id(store: Path) -> None:
     before = file_session(store)
     torn = message_file(store, 5)
     data = torn.read_bytes()
@@ -100,22 +100,29 @@ def test_a_torn_last_message_is_quarantined_and_the_rest_loads(store: Path) -> N
     report = check(store)
     [corrupt] = report.errors
     assert (corrupt.kind, corrupt.message_id, corrupt.location) == ("corrupt-record", 5, str(torn))
+    assert corrupt.fix is not None and "text-only assistant message at message 5" in corrupt.fix
 
     repaired = check(store, repair=True)
     assert repaired.ok, repaired.to_dict()
     [moved] = [r for r in repaired.repairs if r.action == "quarantined"]
-    assert moved.location == str(torn) and moved.to is not None
-    assert Path(moved.to).read_bytes() == data[: len(data) // 2]  # moved aside, not deleted
-    assert kinds(repaired.remaining) == ["unanswered-prompt"]  # "three" lost its answer
+    assert moved.location == str(torn) and moved.to is not None and moved.message_id == 5
+    assert Path(moved.to).read_bytes() == data[: len(data) // 2]  # kept aside, not deleted
+    [placeholder] = [r for r in repaired.repairs if r.action == "placeholder"]
+    assert placeholder.location == str(torn) and placeholder.message_id == 5
+    assert repaired.remaining == []  # the placeholder answers "three"
 
     messages = loaded(FileSessionManager(session_id="s1", storage_dir=store))
     assert messages[:5] == before[:5]
+    assert messages[5] == {
+        "role": "assistant",
+        "content": [{"text": "[mooring: message 5 could not be read and was moved to quarantine]"}],
+    }
 
 
-def test_a_corrupt_message_in_the_middle_keeps_the_prefix_and_every_file(store: Path) -> None:
+def test_a_corrupt_message_in_the_middle_keeps_every_later_message(store: Path) -> None:
     before = file_session(store)
     message_file(store, 2).write_text("{")
-    healthy = {i: message_file(store, i).read_bytes() for i in (3, 4, 5)}
+    healthy = {i: message_file(store, i).read_bytes() for i in (0, 1, 3, 4, 5)}
 
     report = check(store)
     assert [(p.kind, p.message_id) for p in report.errors] == [("corrupt-record", 2)]
@@ -123,11 +130,12 @@ def test_a_corrupt_message_in_the_middle_keeps_the_prefix_and_every_file(store: 
 
     repaired = check(store, repair=True)
     assert repaired.ok, repaired.to_dict()
-    moved = {Path(r.location).name: Path(r.to) for r in repaired.repairs if r.action == "quarantined" and r.to}
-    assert set(moved) == {f"message_{i}.json" for i in (2, 3, 4, 5)}
-    # Ids must be dense, so the messages after the hole are moved aside intact, not dropped.
-    assert {i: moved[f"message_{i}.json"].read_bytes() for i in (3, 4, 5)} == healthy
-    assert loaded(FileSessionManager(session_id="s1", storage_dir=store))[:2] == before[:2]
+    moved = [(r.message_id, Path(r.location).name) for r in repaired.repairs if r.action == "quarantined"]
+    assert moved == [(2, "message_2.json")]
+    assert {i: message_file(store, i).read_bytes() for i in (0, 1, 3, 4, 5)} == healthy  # untouched
+    messages = loaded(FileSessionManager(session_id="s1", storage_dir=store))
+    assert len(messages) == 6 and messages[:2] == before[:2] and messages[3:] == before[3:]
+    assert messages[2]["role"] == "user" and "message 2 could not be read" in messages[2]["content"][0]["text"]
     assert check(store).errors == []
 
 

@@ -129,26 +129,29 @@ def test_repair_quarantines_the_truncated_file_and_the_store_loads(store: Path, 
         for r in result["repairs"]
         if r["action"] == "quarantined"
     }
-    assert set(quarantined) == {
-        "session_truncated/agents/agent_default/messages/message_5.json",
-        "session_gap/agents/agent_default/messages/message_3.json",
-        "session_gap/agents/agent_default/messages/message_4.json",
-        "session_gap/agents/agent_default/messages/message_5.json",
-    }
+    # The torn file is kept aside; the gap had no file to keep. Both get a placeholder.
+    assert set(quarantined) == {"session_truncated/agents/agent_default/messages/message_5.json"}
     moved = quarantined["session_truncated/agents/agent_default/messages/message_5.json"]
     assert moved.read_bytes() == kept  # moved aside, not deleted
     assert moved.is_relative_to(store / ".quarantine")
-    assert message_files(store, "truncated") == [f"message_{i}.json" for i in range(5)]
-    assert message_files(store, "gap") == ["message_0.json", "message_1.json"]
-    assert {r["action"] for r in result["repairs"]} == {"quarantined", "updated-head"}
+    placed = sorted(
+        (Path(r["location"]).relative_to(store).parts[0], r["message_id"])
+        for r in result["repairs"]
+        if r["action"] == "placeholder"
+    )
+    assert placed == [("session_gap", 2), ("session_truncated", 5)]
+    assert message_files(store, "truncated") == [f"message_{i}.json" for i in range(6)]
+    assert message_files(store, "gap") == [f"message_{i}.json" for i in range(6)]
+    assert [text_of(m) for m in stored_messages(store, "gap")][3:] == ["2", "three", "3"]  # kept
 
-    # The store loads again: the agent restores what is left and closes the open prompt.
+    # The store loads again, every intact message in place.
     agent = Agent(
         model=ScriptedModel(["fine"]),
         session_manager=FileSessionManager(session_id="truncated", storage_dir=store),
         callback_handler=None,
     )
     assert [text_of(m) for m in agent.messages][:5] == ["one", "1", "two", "2", "three"]
+    assert "message 5 could not be read" in text_of(agent.messages[5])
     agent("four")
     assert [text_of(m) for m in stored_messages(store, "truncated")][-2:] == ["four", "fine"]
 

@@ -144,12 +144,13 @@ def describe_fixes(
     gone = set(missing)
     for p in problems:
         if p.message_id is not None and bad.get(p.message_id) is p:
-            p.fix = f"move the file to quarantine and put {planned[p.message_id].summary} at message {p.message_id}"
+            summary = planned[p.message_id].summary
+            p.fix = f"move the file to quarantine and put a placeholder ({summary}) at message {p.message_id}"
         elif p.kind == "id-gap" and p.message_id is not None:
             span: list[int] = []
             while p.message_id + len(span) in gone:
                 span.append(p.message_id + len(span))
-            p.fix = "put placeholders at " + "; ".join(f"message {i}: {planned[i].summary}" for i in span)
+            p.fix = "put a placeholder at " + "; ".join(f"message {i} ({planned[i].summary})" for i in span)
 
 
 async def fill_placeholders(

@@ -425,7 +425,7 @@ class _Repairer:
         self.repairs: list[Repair] = []
 
     async def run(self) -> list[Repair]:
-        for session_id in sorted({p.session_id for p in self.problems}):
+        for session_id in sorted({p.session_id for p in self.problems if p.session_id}):
             await self._session(session_id)
         agents = sorted({(p.session_id, p.agent_id) for p in self.problems if p.agent_id is not None})
         for session_id, agent_id in agents:

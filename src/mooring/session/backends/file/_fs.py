@@ -92,7 +92,7 @@ def read_bytes(dfd: int, name: str, where: str | Callable[[], str], *, hard_link
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise CorruptRecordError(f"refusing {_where(where)}: it is not a regular file")
-        if st.st_nlink > 1 and not hard_links and not publishing(dfd, name, st):
+        if st.st_nlink > 1 and not hard_links and not publishing(dfd, name, st, fd):
             raise CorruptRecordError(
                 f"refusing {_where(where)}: it has {st.st_nlink} hard links, so its content may be a file outside "
                 "the store (open the store with allow_hard_links=True if the links are yours)"
@@ -108,12 +108,14 @@ def read_bytes(dfd: int, name: str, where: str | Callable[[], str], *, hard_link
     return b"".join(chunks)
 
 
-def publishing(dfd: int, name: str, st: os.stat_result) -> bool:
-    """Whether the second link of ``name`` (``st``) is the temp file of a publish in flight.
+def publishing(dfd: int, name: str, st: os.stat_result, fd: int | None = None) -> bool:
+    """Whether the second link of ``name`` (``st``, of the open ``fd`` if given) is the temp
+    file of a publish in flight.
 
     :func:`publish_new` links a temp file to the record's name and then removes the temp; in
     between, the record has two links, one a ``.mooring-*.tmp`` name in the same directory.
-    Only that exact shape counts (two links, the other a temp beside it), never a timing guess.
+    Only that exact shape counts (two links, the other a temp beside it), or a second look
+    that finds the file down to one link (the publish finished meanwhile); never a timing guess.
     """
     if st.st_nlink != 2:
         return False
@@ -123,12 +125,13 @@ def publishing(dfd: int, name: str, st: os.stat_result) -> bool:
             for entry in entries:
                 if entry.name == name or entry.inode() != st.st_ino:
                     continue
-                is_temp = entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp")
-                if is_temp != own_temp and entry.stat(follow_symlinks=False).st_dev == st.st_dev:
+                # One directory is one device, so the inode number alone names the file.
+                if (entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp")) != own_temp:
                     return True
+        again = os.fstat(fd) if fd is not None else os.stat(name, dir_fd=dfd, follow_symlinks=False)
     except OSError:
         return False
-    return False
+    return (again.st_dev, again.st_ino, again.st_nlink) == (st.st_dev, st.st_ino, 1)
 
 
 def parse(raw: bytes, where: str | Callable[[], str]) -> Any:

@@ -58,14 +58,17 @@ absent value.
     {"store": "...", "sessions": 3, "agents": 3, "messages": 40,
      "problems": [<problem>], "repairs": [<repair>], "remaining": [<problem>] | null, "ok": true}
 
-  problem: ``{"severity": "error" | "warning", "kind": "...", "session_id": "s1",
-  "agent_id": "default" | null, "message_id": 3 | null, "location": "<file path or
-  description>", "detail": "..."}``; kinds: ``corrupt-record``, ``missing-record``,
-  ``id-gap``, ``dangling-tool-use``, ``orphan-tool-result``, ``unanswered-prompt``,
-  ``head-mismatch``, ``window-mismatch``; on a file store also ``temp-file`` and
-  ``stray-name`` (warnings). This is :meth:`mooring.session.verify.VerifyReport.to_dict`.
-  repair: ``{"action": "quarantined" | "recreated" | "updated-head" | "skipped",
-  "location": "...", "to": "<quarantine path>" | null, "detail": "..."}``.
+  problem: ``{"severity": "error" | "warning", "kind": "...", "session_id": "s1" | "" (the
+  store itself), "agent_id": "default" | null, "message_id": 3 | null, "location": "<file
+  path or description>", "detail": "...", "fix": "<what --repair would do>" | null}``;
+  kinds: ``corrupt-record``, ``missing-record``, ``id-gap``, ``dangling-tool-use``,
+  ``orphan-tool-result``, ``unanswered-prompt``, ``head-mismatch``, ``window-mismatch``; on a
+  file store also ``symlink`` and ``hard-link`` (errors; a hard link is a warning with
+  ``?allow_hard_links=true``), ``temp-file`` and ``stray-name`` (warnings). This is
+  :meth:`mooring.session.verify.VerifyReport.to_dict`.
+  repair: ``{"action": "quarantined" | "placeholder" | "recreated" | "updated-head" |
+  "skipped", "location": "...", "to": "<quarantine path>" | null, "message_id": 3 | null,
+  "detail": "..."}``.
   ``remaining`` is the re-check after ``--repair`` (``null`` without it); ``ok`` is true
   when no error-severity problem is left. The exit code is 0 when ``ok``, else 1.
 

@@ -2,7 +2,8 @@
 
 The checks and repairs are :mod:`mooring.session.verify`; on a file store the command adds
 the file store's inspector (:mod:`mooring.session.backends.file.repair`), so temp files,
-unparsable records and messages stranded after a gap are found and moved aside too.
+unparsable records, symlinks, hard links and gaps are found too; a lost message is replaced
+by a placeholder at its id. Without ``--repair`` each problem says what a repair would do.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repair",
         action="store_true",
-        help="move corrupt records aside (quarantine) and fix head hints; never deletes",
+        help="move unloadable records aside (quarantine), put a placeholder at each lost message's id, "
+        "fix head hints; never deletes",
     )
 
 
@@ -59,7 +61,7 @@ def _problem_table(out: Any, title: str, problems: list[dict[str, Any]]) -> None
     for p in problems:
         line = Text(f"  {p['severity']:<7}", style="red" if p["severity"] == "error" else "yellow")
         line.append(f" {p['kind']}", style="bold")
-        scope = [f"session {p['session_id']}"]
+        scope = [f"session {p['session_id']}"] if p["session_id"] else ["store"]
         if p["agent_id"] is not None:
             scope.append(f"agent {p['agent_id']}")
         if p["message_id"] is not None:
@@ -68,3 +70,5 @@ def _problem_table(out: Any, title: str, problems: list[dict[str, Any]]) -> None
         out.print(line, soft_wrap=True)
         out.print(Text(f"           at {p['location']}", style="dim"), soft_wrap=True)
         out.print(Text(f"           {p['detail']}"), soft_wrap=True)
+        if p.get("fix") and title == "problems found":
+            out.print(Text(f"           repair would: {p['fix']}", style="cyan"), soft_wrap=True)

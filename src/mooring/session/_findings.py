@@ -6,16 +6,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from mooring.session.records import MessageRecord
 
 Severity = Literal["error", "warning"]
-RepairAction = Literal["quarantined", "recreated", "updated-head", "skipped"]
+RepairAction = Literal["quarantined", "recreated", "updated-head", "placeholder", "skipped"]
+
+# Kinds that mean a record cannot be loaded: repair moves such a message aside and puts a
+# placeholder at its id (see mooring.session._placeholder). An inspector reports links
+# ("symlink", "hard-link") by kind; the contract read of the same path is then not reported again.
+LINK_KINDS = frozenset({"symlink", "hard-link"})
+UNREADABLE_KINDS = frozenset({"corrupt-record"}) | LINK_KINDS
 
 
 @dataclass(kw_only=True)
 class Problem:
     """One finding. ``location`` is a file path or key when an inspector knows it, else a
-    description such as ``session 's1', agent 'default', message 3``."""
+    description such as ``session 's1', agent 'default', message 3``. ``fix`` says what
+    ``repair=True`` would do about it (None when repair leaves it as it is)."""
 
     severity: Severity
     kind: str
@@ -24,6 +34,7 @@ class Problem:
     message_id: int | None = None
     location: str
     detail: str
+    fix: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -31,11 +42,15 @@ class Problem:
 
 @dataclass(kw_only=True)
 class Repair:
-    """One repair applied (or, with ``action="skipped"``, one that could not be)."""
+    """One repair applied (or, with ``action="skipped"``, one that could not be).
+
+    ``message_id`` names the message a ``placeholder`` (or its quarantine move) was for.
+    """
 
     action: RepairAction
     location: str
     to: str | None = None
+    message_id: int | None = None
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,5 +131,8 @@ class StoreInspector(Protocol):
     async def move_aside(self, location: str, reason: str) -> Repair:
         """Move the record at ``location`` (as :meth:`locate` gave it) out of the store's way."""
 
-    async def make_dense(self, session_id: str, agent_id: str) -> list[Repair]:
-        """Move aside the messages stranded after the first gap, so the ids are dense again."""
+    async def put_placeholder(self, location: str, record: MessageRecord, reason: str, summary: str) -> list[Repair]:
+        """Put ``record`` (a placeholder, described by ``summary``) durably at the message
+        ``location``: the file there, if
+        any, is kept in quarantine first, so no moment leaves a gap. Returns what it did; a
+        ``skipped`` repair (and nothing changed) when the original could not be kept safely."""

@@ -7,7 +7,10 @@ message ids are dense from 0, every toolUse is answered by a toolResult in the n
 Repairs never delete anything. Through the contract, on any backend, a wrong head hint (or a
 window past the head) is corrected by compare-and-set, and a missing session or agent record
 is recreated empty so the rest stays reachable. A corrupt record can only be moved aside where
-the store has somewhere to put it; elsewhere it is reported and left as it is.
+the store has somewhere to put it; elsewhere it is reported and left as it is. A message that
+cannot be loaded (or is missing between others) is replaced by a placeholder at its id
+(:mod:`mooring.session._placeholder`), so every intact message after it stays in the
+conversation; each problem's ``fix`` says what a repair would do.
 
 What the contract cannot see is the store's own layout: files a crashed write left behind, a
 record that exists but does not parse (a listing skips it), a name no reader will ever look
@@ -32,11 +35,19 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
 from mooring.errors import ConflictError, CorruptRecordError, LeaseTimeoutError, SessionNotFoundError
-from mooring.session._findings import Problem, Repair, Severity, StoreInspector, VerifyReport
+from mooring.session._findings import (
+    LINK_KINDS,
+    Problem,
+    Repair,
+    Severity,
+    StoreInspector,
+    VerifyReport,
+)
 from mooring.session._layout import (
     AGENT_FILE,
     MULTI_AGENT_FILE,
@@ -47,6 +58,7 @@ from mooring.session._layout import (
     multi_agent_parts,
     session_parts,
 )
+from mooring.session._placeholder import describe_fixes, fill_placeholders, unloadable
 from mooring.session.ops import list_multi_agent_ids, set_head_hint
 from mooring.session.records import AgentRecord, MessageRecord, SessionRecord
 from mooring.session.repository import SessionRepository
@@ -158,8 +170,16 @@ class _Checker:
         self.report = VerifyReport(store=repository.describe())
 
     def _add(self, severity: Severity, kind: str, session_id: str, location: str, detail: str, **ids: Any) -> None:
+        if kind == "corrupt-record" and self._linked(location):
+            return  # the inspector reported the symlink or hard link this read refused
         self.report.problems.append(
             Problem(severity=severity, kind=kind, session_id=session_id, location=location, detail=detail, **ids)
+        )
+
+    def _linked(self, location: str) -> bool:
+        return any(
+            p.kind in LINK_KINDS and (location == p.location or location.startswith(p.location.rstrip("/") + "/"))
+            for p in self.report.problems
         )
 
     async def run(self, session_ids: list[str] | None) -> VerifyReport:
@@ -186,6 +206,8 @@ class _Checker:
 
     async def _session(self, session_id: str) -> None:
         self.report.sessions += 1
+        if self.inspector is not None:
+            self.report.problems.extend(await self.inspector.session_problems(session_id))
         location = self.places.session(session_id)
         try:
             session = await self.repository.read_session(session_id)
@@ -196,8 +218,6 @@ class _Checker:
                 self._add("error", "missing-record", session_id, location, "the session has no session record")
         for agent_id in await self._agent_ids(session_id):
             await self._agent(session_id, agent_id)
-        if self.inspector is not None:
-            self.report.problems.extend(await self.inspector.session_problems(session_id))
         for multi_id in await self._multi_agent_ids(session_id):
             try:
                 await self.repository.read_multi_agent(session_id, multi_id)
@@ -293,6 +313,8 @@ class _Checker:
                 agent_id=agent_id,
                 message_id=first,
             )
+        mine = [p for p in self.report.problems if (p.session_id, p.agent_id) == (session_id, agent_id)]
+        describe_fixes(mine, records, missing, repairable=self.inspector is not None)
         self._tool_pairs(session_id, agent_id, records, top)
         if record is not None and not missing:
             self._head(session_id, agent_id, record, top)
@@ -403,7 +425,7 @@ class _Repairer:
         self.repairs: list[Repair] = []
 
     async def run(self) -> list[Repair]:
-        for session_id in sorted({p.session_id for p in self.problems}):
+        for session_id in sorted({p.session_id for p in self.problems if p.session_id}):
             await self._session(session_id)
         agents = sorted({(p.session_id, p.agent_id) for p in self.problems if p.agent_id is not None})
         for session_id, agent_id in agents:
@@ -421,14 +443,19 @@ class _Repairer:
                 await self.repository.release_lease(lease)
         return self.repairs
 
-    def _corrupt(self, session_id: str, agent_id: str | None, *, message: bool) -> list[Problem]:
+    def _corrupt(self, session_id: str, agent_id: str | None) -> list[Problem]:
+        """The unloadable session, agent and multi-agent records (a link only at a record file)."""
+        records = {self.places.session(session_id)}
+        if agent_id is not None:
+            records.add(self.places.agent(session_id, agent_id))
         return [
             p
             for p in self.problems
-            if p.kind == "corrupt-record"
+            if (p.kind == "corrupt-record" or (p.kind in LINK_KINDS and p.location in records))
+            and p.severity == "error"
             and p.session_id == session_id
             and p.agent_id == agent_id
-            and (p.message_id is not None) == message
+            and p.message_id is None
         ]
 
     async def _session(self, session_id: str) -> None:
@@ -436,7 +463,7 @@ class _Repairer:
             mine = [p for p in self.problems if p.session_id == session_id]
             self.repairs.extend(await self.inspector.repair_session(session_id, mine))
         session_record = self.places.session(session_id)
-        for problem in self._corrupt(session_id, None, message=False):
+        for problem in self._corrupt(session_id, None):
             if await self._move_aside(problem) and problem.location == session_record:
                 await self.repository.create_session(SessionRecord(session_id=session_id))
                 self.repairs.append(
@@ -453,16 +480,19 @@ class _Repairer:
                 )
 
     async def _agent(self, session_id: str, agent_id: str) -> None:
-        for problem in self._corrupt(session_id, agent_id, message=False):
+        for problem in self._corrupt(session_id, agent_id):
             if await self._move_aside(problem):
                 await self._recreate_agent(session_id, agent_id, problem.location)
         for problem in self.problems:
             if problem.kind == "missing-record" and (problem.session_id, problem.agent_id) == (session_id, agent_id):
                 await self._recreate_agent(session_id, agent_id, problem.location)
-        for problem in self._corrupt(session_id, agent_id, message=True):
-            await self._move_aside(problem)
-        if self.inspector is not None:
-            self.repairs.extend(await self.inspector.make_dense(session_id, agent_id))
+        mine = [p for p in self.problems if (p.session_id, p.agent_id) == (session_id, agent_id)]
+        if self.inspector is None:
+            for problem in unloadable(mine).values():
+                await self._move_aside(problem)  # reports why nothing can be done here
+        else:
+            where = functools.partial(self.places.message, session_id, agent_id)
+            self.repairs.extend(await fill_placeholders(self.repository, self.inspector, where, mine))
         await self._fix_head(session_id, agent_id)
 
     async def _recreate_agent(self, session_id: str, agent_id: str, location: str) -> None:

@@ -129,20 +129,22 @@ def test_repair_quarantines_the_truncated_file_and_the_store_loads(store: Path, 
         for r in result["repairs"]
         if r["action"] == "quarantined"
     }
-    assert set(quarantined) == {
-        "session_truncated/agents/agent_default/messages/message_5.json",
-        "session_gap/agents/agent_default/messages/message_3.json",
-        "session_gap/agents/agent_default/messages/message_4.json",
-        "session_gap/agents/agent_default/messages/message_5.json",
-    }
+    # The torn file is kept aside; the gap had no file to keep. Both get a placeholder.
+    assert set(quarantined) == {"session_truncated/agents/agent_default/messages/message_5.json"}
     moved = quarantined["session_truncated/agents/agent_default/messages/message_5.json"]
     assert moved.read_bytes() == kept  # moved aside, not deleted
     assert moved.is_relative_to(store / ".quarantine")
-    assert message_files(store, "truncated") == [f"message_{i}.json" for i in range(5)]
-    assert message_files(store, "gap") == ["message_0.json", "message_1.json"]
-    assert {r["action"] for r in result["repairs"]} == {"quarantined", "updated-head"}
+    placed = sorted(
+        (Path(r["location"]).relative_to(store).parts[0], r["message_id"])
+        for r in result["repairs"]
+        if r["action"] == "placeholder"
+    )
+    assert placed == [("session_gap", 2), ("session_truncated", 5)]
+    assert message_files(store, "truncated") == [f"message_{i}.json" for i in range(6)]
+    assert message_files(store, "gap") == [f"message_{i}.json" for i in range(6)]
+    assert [text_of(m) for m in stored_messages(store, "gap")][3:] == ["2", "three", "3"]  # kept
 
-    # The store loads again: the agent restores what is left and closes the open prompt.
+    # The store loads again, every intact message in place.
     agent = Agent(
         agent_id="default",
         model=ScriptedModel(["fine"]),
@@ -150,6 +152,7 @@ def test_repair_quarantines_the_truncated_file_and_the_store_loads(store: Path, 
         callback_handler=None,
     )
     assert [text_of(m) for m in agent.messages][:5] == ["one", "1", "two", "2", "three"]
+    assert "message 5 could not be read" in text_of(agent.messages[5])
     agent("four")
     assert [text_of(m) for m in stored_messages(store, "truncated")][-2:] == ["four", "fine"]
 
@@ -229,3 +232,77 @@ def test_temp_files_left_by_a_crash_are_reported_and_moved_aside(store: Path, cl
     assert moved["action"] == "quarantined" and Path(moved["to"]).read_text().startswith('{"message"')
     assert not stale.exists() and fresh.exists()
     assert message_files(store, "crashed") == [f"message_{i}.json" for i in range(6)]
+
+
+# -- symlinks and hard links: reported by path, the rest of the store checked, nothing followed --
+
+
+def test_verify_reports_each_symlink_and_hard_link_and_checks_the_rest(store: Path, tmp_path: Path, cli: Cli) -> None:
+    three_turns("healthy", store)
+    three_turns("links", store)
+    elsewhere = tmp_path / "elsewhere"
+    write_session(elsewhere, "real", [("x", ["y"])])
+    (store / "session_evil").symlink_to(elsewhere / "session_real", target_is_directory=True)
+    agents = store / "session_links" / "agents"
+    (agents / "agent_other").symlink_to(elsewhere / "session_real" / "agents" / "agent_default")
+    secret = tmp_path / "secret.json"
+    symlinked = messages_dir(store, "links") / "message_1.json"
+    secret.write_bytes(symlinked.read_bytes())
+    symlinked.unlink()
+    symlinked.symlink_to(secret)
+    hard = messages_dir(store, "links") / "message_3.json"
+    os.link(hard, tmp_path / "outside.json")
+
+    code, out, _ = cli("sessions", "verify", "--store", str(store), "--json")
+    result = json.loads(out)
+    assert code == 1
+    found = sorted((p["kind"], Path(p["location"]).relative_to(store).as_posix()) for p in result["problems"])
+    assert found == [
+        ("hard-link", "session_links/agents/agent_default/messages/message_3.json"),
+        ("symlink", "session_evil"),
+        ("symlink", "session_links/agents/agent_default/messages/message_1.json"),
+        ("symlink", "session_links/agents/agent_other"),
+    ]
+    assert result["messages"] == 6 + 4  # healthy, and what is readable of links
+
+    code, out, _ = cli("sessions", "verify", "--store", str(store))
+    assert code == 1 and "repair would: move the file to quarantine and put a placeholder" in out
+
+    code, out, _ = cli("sessions", "verify", "--store", str(store), "--repair", "--json")
+    repaired = json.loads(out)
+    placed = sorted(r["message_id"] for r in repaired["repairs"] if r["action"] == "placeholder")
+    assert placed == [1, 3]
+    left = sorted(p["kind"] for p in repaired["remaining"] if p["severity"] == "error")
+    assert left == ["symlink", "symlink"]  # the directories: left for the user to resolve
+    assert json.loads(secret.read_text())["message_id"] == 1  # never written through
+    assert (tmp_path / "outside.json").read_bytes() != b"" and (store / "session_evil").is_symlink()
+    assert len(stored_messages(store, "links")) == 6
+
+
+def test_repair_refuses_a_symlinked_quarantine(store: Path, tmp_path: Path, cli: Cli) -> None:
+    three_turns("s1", store)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store / ".quarantine").symlink_to(outside)
+    torn = messages_dir(store, "s1") / "message_2.json"
+    kept = truncate(torn)
+
+    code, out, _ = cli("sessions", "verify", "--store", str(store), "--repair", "--json")
+    result = json.loads(out)
+    assert code == 1
+    assert [(p["kind"], p["location"]) for p in result["remaining"] if p["kind"] == "symlink"] == [
+        ("symlink", str(store / ".quarantine"))
+    ]
+    [skipped] = [r for r in result["repairs"] if r["message_id"] == 2]
+    assert skipped["action"] == "skipped" and "symlink" in skipped["detail"]
+    assert list(outside.iterdir()) == [] and torn.read_bytes() == kept
+
+
+def test_a_store_opened_with_allow_hard_links_reports_them_as_warnings(store: Path, tmp_path: Path, cli: Cli) -> None:
+    three_turns("s1", store)
+    os.link(messages_dir(store, "s1") / "message_0.json", tmp_path / "backup.json")
+    code, out, _ = cli("sessions", "verify", "--store", f"file://{store}?allow_hard_links=true", "--json")
+    result = json.loads(out)
+    assert code == 0 and [(p["kind"], p["severity"]) for p in result["problems"]] == [("hard-link", "warning")]
+    code, out, _ = cli("sessions", "verify", "--store", f"file://{store}?allow_hard_links=true", "--repair", "--json")
+    assert code == 0 and json.loads(out)["repairs"] == []

@@ -22,7 +22,8 @@ class FileSessionManager(RepositorySessionManager):
                       session_manager=FileSessionManager(session_id="user-abc-123", storage_dir="./sessions"))
 
     ``storage_dir`` defaults to ``$MOORING_HOME/sessions``, else the user data directory.
-    ``durability="none"`` skips fsync. Other keyword options go to
+    ``durability="none"`` skips fsync. A record file with a second hard link is refused
+    (``CorruptRecordError``) unless ``allow_hard_links=True``. Other keyword options go to
     :class:`RepositorySessionManager` (``lease_wait``, ``fail_fast``, ``lease_ttl``).
     """
 
@@ -32,9 +33,10 @@ class FileSessionManager(RepositorySessionManager):
         storage_dir: str | os.PathLike[str] | None = None,
         *,
         durability: Durability = "fsync",
+        allow_hard_links: bool = False,
         **options: Any,
     ) -> None:
         validate_id(session_id, "session_id")
-        repository = FileSessionRepository(storage_dir, durability=durability)
+        repository = FileSessionRepository(storage_dir, durability=durability, allow_hard_links=allow_hard_links)
         self.storage_dir = repository.storage_dir
         super().__init__(session_id, repository, **options)

@@ -21,8 +21,15 @@ _O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 
 _O_TEMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
-class SymlinkRefusedError(ConfigurationError):
-    """A path component under the storage directory is a symlink."""
+class SymlinkRefusedError(ConfigurationError, CorruptRecordError):
+    """A path component under the storage directory is a symlink.
+
+    It is a :class:`CorruptRecordError` too: the record it stands for cannot be loaded, and a
+    check of the store reports it and goes on with the rest.
+    """
+
+
+TEMP_PREFIX = ".mooring-"
 
 
 def open_dir(root_fd: int, parts: Sequence[str], *, create: bool, root: str) -> int:
@@ -66,8 +73,13 @@ def dir_fd(root_fd: int, parts: Sequence[str], *, create: bool, root: str) -> It
         os.close(fd)
 
 
-def read_bytes(dfd: int, name: str, where: str | Callable[[], str]) -> bytes | None:
-    """The content of ``name`` in directory ``dfd``, or None if it does not exist."""
+def read_bytes(dfd: int, name: str, where: str | Callable[[], str], *, hard_links: bool = False) -> bytes | None:
+    """The content of ``name`` in directory ``dfd``, or None if it does not exist.
+
+    Only a regular file with one link is read: a symlink is refused (``O_NOFOLLOW``), and so
+    is a file with a second hard link (it may be a file outside the store) unless
+    ``hard_links``. The second link of a publish in flight (see :func:`publish_new`) is not one.
+    """
     try:
         fd = os.open(name, _O_READ, dir_fd=dfd)
     except FileNotFoundError:
@@ -77,6 +89,14 @@ def read_bytes(dfd: int, name: str, where: str | Callable[[], str]) -> bytes | N
             raise SymlinkRefusedError(f"refusing {_where(where)}: it is a symlink") from exc
         raise StorageUnavailableError(f"cannot open {_where(where)}: {exc}") from exc
     try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptRecordError(f"refusing {_where(where)}: it is not a regular file")
+        if st.st_nlink > 1 and not hard_links and not publishing(dfd, name, st, fd):
+            raise CorruptRecordError(
+                f"refusing {_where(where)}: it has {st.st_nlink} hard links, so its content may be a file outside "
+                "the store (open the store with allow_hard_links=True if the links are yours)"
+            )
         first = os.read(fd, _CHUNK)
         if len(first) < _CHUNK:  # a short read of a regular file is its end: one syscall for most records
             return first
@@ -88,6 +108,32 @@ def read_bytes(dfd: int, name: str, where: str | Callable[[], str]) -> bytes | N
     return b"".join(chunks)
 
 
+def publishing(dfd: int, name: str, st: os.stat_result, fd: int | None = None) -> bool:
+    """Whether the second link of ``name`` (``st``, of the open ``fd`` if given) is the temp
+    file of a publish in flight.
+
+    :func:`publish_new` links a temp file to the record's name and then removes the temp; in
+    between, the record has two links, one a ``.mooring-*.tmp`` name in the same directory.
+    Only that exact shape counts (two links, the other a temp beside it), or a second look
+    that finds the file down to one link (the publish finished meanwhile); never a timing guess.
+    """
+    if st.st_nlink != 2:
+        return False
+    own_temp = name.startswith(TEMP_PREFIX) and name.endswith(".tmp")
+    try:
+        with os.scandir(dfd) as entries:
+            for entry in entries:
+                if entry.name == name or entry.inode() != st.st_ino:
+                    continue
+                # One directory is one device, so the inode number alone names the file.
+                if (entry.name.startswith(TEMP_PREFIX) and entry.name.endswith(".tmp")) != own_temp:
+                    return True
+        again = os.fstat(fd) if fd is not None else os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return False
+    return (again.st_dev, again.st_ino, again.st_nlink) == (st.st_dev, st.st_ino, 1)
+
+
 def parse(raw: bytes, where: str | Callable[[], str]) -> Any:
     try:
         return json.loads(raw)
@@ -95,9 +141,9 @@ def parse(raw: bytes, where: str | Callable[[], str]) -> Any:
         raise CorruptRecordError(f"{_where(where)} is corrupt or truncated ({len(raw)} bytes): {exc}") from exc
 
 
-def read_json(dfd: int, name: str, where: str | Callable[[], str]) -> Any | None:
+def read_json(dfd: int, name: str, where: str | Callable[[], str], *, hard_links: bool = False) -> Any | None:
     """Parse ``name`` in directory ``dfd``; None if missing, CorruptRecordError if unreadable."""
-    raw = read_bytes(dfd, name, where)
+    raw = read_bytes(dfd, name, where, hard_links=hard_links)
     return None if raw is None else parse(raw, where)
 
 
@@ -116,7 +162,7 @@ def exists(dfd: int, name: str) -> bool:
 
 def write_temp(dfd: int, payload: bytes, durable: bool) -> str:
     """Write ``payload`` to a fresh uniquely named temp file in ``dfd``; returns its name."""
-    name = f".mooring-{uuid.uuid4().hex}.tmp"
+    name = f"{TEMP_PREFIX}{uuid.uuid4().hex}.tmp"
     fd = os.open(name, _O_TEMP, FILE_MODE, dir_fd=dfd)
     try:
         view = memoryview(payload)

@@ -28,9 +28,10 @@ _KEPT_DIRS = 256  # directory fds kept open per repository (see _open)
 class FileTree:
     """Directory access under ``storage_dir`` for :class:`FileSessionRepository`."""
 
-    def __init__(self, storage_dir: Path, durable: bool) -> None:
+    def __init__(self, storage_dir: Path, durable: bool, *, allow_hard_links: bool = False) -> None:
         self.storage_dir = storage_dir
         self.durable = durable
+        self.allow_hard_links = allow_hard_links
         self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._dirs_lock = threading.Lock()
         try:

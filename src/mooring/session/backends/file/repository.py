@@ -70,20 +70,33 @@ class FileSessionRepository(FileTree, ThreadedRepository):
     """Sessions as a directory tree, compatible with Strands' FileSessionManager.
 
     ``durability="fsync"`` (the default) makes every acknowledged write survive a power loss;
-    ``"none"`` skips the fsyncs for throwaway data.
+    ``"none"`` skips the fsyncs for throwaway data. A record file with a second hard link is
+    refused with :class:`CorruptRecordError` (the link may lead to a file outside the store)
+    unless ``allow_hard_links`` (for example a store copied with ``cp -al``).
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     lease_poll: ClassVar[tuple[float, float]] = (0.001, 0.02)  # a local flock frees in microseconds
 
-    def __init__(self, storage_dir: str | os.PathLike[str] | None = None, *, durability: Durability = "fsync") -> None:
+    def __init__(
+        self,
+        storage_dir: str | os.PathLike[str] | None = None,
+        *,
+        durability: Durability = "fsync",
+        allow_hard_links: bool | str = False,
+    ) -> None:
         if durability not in ("fsync", "none"):
             raise ValueError(f"durability must be 'fsync' or 'none', got {durability!r}")
-        super().__init__(Path(storage_dir) if storage_dir is not None else default_storage_dir(), durability == "fsync")
+        super().__init__(
+            Path(storage_dir) if storage_dir is not None else default_storage_dir(),
+            durability == "fsync",
+            allow_hard_links=_flag(allow_hard_links, "allow_hard_links"),
+        )
 
     @classmethod
     def from_url(cls, url: str) -> Self:
-        """``/path``, ``file:///path`` (``?durability=none`` skips fsync)."""
+        """``/path``, ``file:///path`` (``?durability=none`` skips fsync, ``?allow_hard_links=true``
+        loads records that have a second hard link)."""
         parts = urlsplit(url)
         if parts.scheme.lower() == "file":
             if parts.netloc not in ("", "localhost"):
@@ -129,7 +142,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             return None
         where = self._where(*parts, "session.json")
         try:
-            data = _fs.read_json(fd, "session.json", where)
+            data = _fs.read_json(fd, "session.json", where, hard_links=self.allow_hard_links)
         finally:
             os.close(fd)
         if data is None:
@@ -222,7 +235,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
         except FileNotFoundError:
             return None
         try:
-            data = _fs.read_json(fd, "agent.json", self._where(*parts, "agent.json"))
+            data = _fs.read_json(fd, "agent.json", self._where(*parts, "agent.json"), hard_links=self.allow_hard_links)
         finally:
             os.close(fd)
         return None if data is None else AgentRecord.from_dict(data, self._where(*parts, "agent.json"))
@@ -233,7 +246,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             lock = self._locked(session_id, f"agent_{agent.agent_id}.record")
             try:
                 where = self._where(*agent_parts(session_id, agent.agent_id), "agent.json")
-                raw = _fs.read_json(afd, "agent.json", where)
+                raw = _fs.read_json(afd, "agent.json", where, hard_links=self.allow_hard_links)
                 current = AgentRecord.from_dict(raw, where) if raw is not None else None
                 stored_version = current.version if current else 0
                 if current is None or stored_version != expected_version:
@@ -316,7 +329,12 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             out = []
             for message_id in range(start, stop):
                 name = message_name(message_id)
-                raw = _fs.read_bytes(mfd, name, lambda: str(base / name))  # noqa: B023 (used at once)
+                raw = _fs.read_bytes(
+                    mfd,
+                    name,
+                    lambda: str(base / name),  # noqa: B023 (used at once)
+                    hard_links=self.allow_hard_links,
+                )
                 if raw is None:
                     continue
                 where = f"{base}/{name}"
@@ -334,7 +352,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
         try:
             name = message_name(message.message_id)
             where = self._where(*agent_parts(session_id, agent_id), "messages", name)
-            current = _fs.read_json(mfd, name, where)
+            current = _fs.read_json(mfd, name, where, hard_links=self.allow_hard_links)
             if current is None:
                 raise SessionNotFoundError(f"message {message.message_id} does not exist ({where})")
             record = MessageRecord(
@@ -390,7 +408,9 @@ class FileSessionRepository(FileTree, ThreadedRepository):
         except FileNotFoundError:
             return None
         try:
-            data = _fs.read_json(fd, "multi_agent.json", self._where(*parts, "multi_agent.json"))
+            data = _fs.read_json(
+                fd, "multi_agent.json", self._where(*parts, "multi_agent.json"), hard_links=self.allow_hard_links
+            )
         finally:
             os.close(fd)
         return None if data is None else MultiAgentRecord.from_dict(data, self._where(*parts, "multi_agent.json"))
@@ -429,7 +449,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             lock = self._locked(session_id, f"multi_agent_{record.multi_agent_id}.record")
             try:
                 where = self._where(*parts, "multi_agent.json")
-                raw = _fs.read_json(fd, "multi_agent.json", where)
+                raw = _fs.read_json(fd, "multi_agent.json", where, hard_links=self.allow_hard_links)
                 current = MultiAgentRecord.from_dict(raw, where) if raw is not None else None
                 stored_version = current.version if current else 0
                 if current is None or stored_version != expected_version:
@@ -468,3 +488,15 @@ class FileSessionRepository(FileTree, ThreadedRepository):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+
+def _flag(value: bool | str, name: str) -> bool:
+    """A boolean option, also as a URL query string (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {value!r}")

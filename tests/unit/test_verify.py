@@ -393,7 +393,9 @@ def test_the_second_link_of_a_publish_in_flight_is_not_a_hard_link(store: Path, 
 def test_readers_racing_appends_never_see_a_spurious_hard_link(store: Path) -> None:
     repository = FileSessionRepository(store, durability="none")
     writer_manager = FileSessionManager(session_id="race", storage_dir=store, durability="none")
-    agent = Agent(model=ScriptedModel(["ok"] * 150), session_manager=writer_manager, callback_handler=None)
+    agent = Agent(
+        agent_id="default", model=ScriptedModel(["ok"] * 150), session_manager=writer_manager, callback_handler=None
+    )
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -464,6 +466,7 @@ def tool_session(store: Path) -> list[Message]:
         "It is SEA.",
     ]
     agent = Agent(
+        agent_id="default",
         model=ScriptedModel(responses),
         tools=[lookup],
         session_manager=FileSessionManager(session_id="s1", storage_dir=store),

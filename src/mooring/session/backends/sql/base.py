@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import uuid
 from abc import abstractmethod
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from mooring.session.records import (
     encode_cursor,
 )
 from mooring.session.repository import Capability
+
+_logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -64,6 +67,21 @@ def multi_where(store: str, session_id: str, multi_agent_id: str) -> str:
 
 def decode_session(raw: Any, where: str) -> SessionRecord:
     return SessionRecord.from_dict(load(raw, where), where)
+
+
+def session_page(store: str, rows: list[Any], limit: int) -> SessionPage:
+    """One page of ``list_sessions`` from up to ``limit + 1`` keyset rows ``(session_id,
+    created_at, data)``: an unreadable row is skipped with a warning (it must not hide the
+    others), and the cursor follows the rows, not the records that decoded."""
+    records: list[SessionRecord] = []
+    for sid, _, data in rows[:limit]:
+        try:
+            records.append(decode_session(data, session_where(store, sid)))
+        except CorruptRecordError as exc:
+            _logger.warning("store=<%s> | skipped an unreadable session: %s", store, exc)
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(SessionRecord(session_id=last[0], created_at=last[1])) if last else None
+    return SessionPage(sessions=records, next_cursor=next_cursor)
 
 
 def decode_agent(raw: Any, version: int, where: str) -> AgentRecord:

@@ -44,7 +44,6 @@ from mooring._json import find_unstorable
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
-    CorruptRecordError,
     LeaseLostError,
     SessionNotFoundError,
     UnstorableContentError,
@@ -64,7 +63,6 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     check_append,
-    encode_cursor,
     now_iso,
     version_conflict,
 )
@@ -253,16 +251,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
                 self._q(columns + " WHERE (created_at, session_id) < (%s, %s)" + order),
                 (after[0], after[1], limit + 1),
             ).fetchall()
-        records: list[SessionRecord] = []
-        for sid, _, data in rows[:limit]:
-            try:
-                records.append(_sql.decode_session(data, _sql.session_where(self.describe(), sid)))
-            except CorruptRecordError as exc:  # an unreadable session must not hide the others
-                logger.warning("schema=<%s> | skipped an unreadable session: %s", self.schema, exc)
-        # The cursor follows the rows (the keyset columns), not the records that decoded.
-        last = rows[limit - 1] if len(rows) > limit else None
-        next_cursor = encode_cursor(SessionRecord(session_id=last[0], created_at=last[1])) if last else None
-        return SessionPage(sessions=records, next_cursor=next_cursor)
+        return _sql.session_page(self.describe(), rows, limit)
 
     @_sql.lends_connection
     def _delete_session(self, conn: Conn, session_id: str) -> bool:

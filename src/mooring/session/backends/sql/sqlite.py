@@ -36,7 +36,6 @@ from mooring._ids import validate_id
 from mooring.errors import (
     ConfigurationError,
     ConflictError,
-    CorruptRecordError,
     LeaseLostError,
     SessionNotFoundError,
 )
@@ -50,7 +49,6 @@ from mooring.session.records import (
     SessionPage,
     SessionRecord,
     check_append,
-    encode_cursor,
     now_iso,
     version_conflict,
 )
@@ -238,17 +236,7 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
                 "ORDER BY created_at DESC, session_id DESC LIMIT ?",
                 (after[0], after[1], limit + 1),
             ).fetchall()
-        records: list[SessionRecord] = []
-        for sid, _, data in rows[:limit]:
-            try:
-                records.append(_sql.decode_session(data, _sql.session_where(self.describe(), sid)))
-            except CorruptRecordError as exc:  # an unreadable session must not hide the others
-                logger.warning("path=<%s> | skipped an unreadable session: %s", self.path, exc)
-        # The cursor follows the rows (the keyset columns), not the records that decoded.
-        more = len(rows) > limit
-        last = rows[limit - 1] if more else None
-        next_cursor = encode_cursor(SessionRecord(session_id=last[0], created_at=last[1])) if last else None
-        return SessionPage(sessions=records, next_cursor=next_cursor)
+        return _sql.session_page(self.describe(), rows, limit)
 
     @_sql.lends_connection
     def _delete_session(self, conn: sqlite3.Connection, session_id: str) -> bool:

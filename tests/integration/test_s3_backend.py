@@ -181,7 +181,7 @@ def test_put_object_kwargs_may_not_override_what_mooring_sets(moto_s3: MotoS3, b
 # -- request counts -------------------------------------------------------------------------------
 
 
-def test_restoring_a_40_message_window_of_10000_makes_no_list_and_at_most_42_requests(
+def test_restoring_a_40_message_window_of_10000_without_window_object_makes_no_list_and_43_requests(
     moto_s3: MotoS3, bucket: str
 ) -> None:
     writer = _repo(moto_s3, bucket)
@@ -221,7 +221,8 @@ def test_restoring_a_40_message_window_of_10000_makes_no_list_and_at_most_42_req
     assert [r.message_id for r in window] == list(range(9960, 10_000))
     assert window[-1].to_message() == {"role": "assistant", "content": [{"text": "message 9999"}]}
     assert "ListObjectsV2" not in counts
-    assert sum(counts.values()) <= 42
+    # No turn ran, so there is no window object yet: its GET misses, then 42 requests as before.
+    assert sum(counts.values()) <= 43
 
     # A wrong hint (a Strands-written agent.json has none) gallops, still without listing.
     reader.reset_request_counts()

@@ -71,6 +71,9 @@ class S3KeyedStore:
         # Beside the Strands tree, in a folder no Strands reader lists.
         return f"{self._session_dir(session_id)}.leases/{agent_name(agent_id)}.json"
 
+    def _window_key(self, session_id: str, agent_id: str) -> str:
+        return f"{self._session_dir(session_id)}.windows/{agent_name(agent_id)}.json"
+
     def _decode(self, key: str, obj: S3Object) -> Any:
         try:
             return json.loads(obj.body)

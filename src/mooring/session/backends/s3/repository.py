@@ -8,6 +8,7 @@ Keys under ``s3://<bucket>/<prefix>/``, identical to the file backend's tree and
     session_<id>/agents/agent_<id>/messages/message_<N>.json
     session_<id>/multi_agents/multi_agent_<id>/multi_agent.json
     session_<id>/.leases/agent_<id>.json          (mooring only; Strands never reads it)
+    session_<id>/.windows/agent_<id>.json         (mooring only: the newest messages, advisory)
 
 - A new message, session, agent or multi-agent record is ``PutObject`` with
   ``If-None-Match: *``; a taken id raises ``ConflictError`` carrying the head.
@@ -16,11 +17,13 @@ Keys under ``s3://<bucket>/<prefix>/``, identical to the file backend's tree and
 - The invocation lease is an object created with ``If-None-Match``, renewed and taken over
   (only once its ``expires_at`` has passed) with ``If-Match``, released with ``DeleteObject``
   ``If-Match``, so a holder never removes its successor's lease.
-- Restore never lists: ``read_window`` GETs the window ``[start, hint)`` and probes that
-  ``message_<hint>`` is absent, in one concurrent round; ``message_head(hint)`` alone checks
-  ``message_<hint>`` absent and ``message_<hint-1>`` present, and gallops only when the hint
-  is wrong; ``read_messages`` GETs keys by name, concurrently. A 40-message window costs 42
-  requests whatever the history's length.
+- Restore never lists: ``read_window`` GETs the window object (:mod:`._window`), a copy of the
+  newest messages written once per turn, and probes that its head is still free: with the agent
+  record, 3 requests whatever the window's length. Without a usable window object it GETs the
+  window ``[start, hint)`` and probes that ``message_<hint>`` is absent, in one concurrent
+  round (42 requests for 40 messages). ``message_head(hint)`` alone checks ``message_<hint>``
+  absent and ``message_<hint-1>`` present, and gallops only when the hint is wrong;
+  ``read_messages`` GETs keys by name, concurrently.
 
 On first write the repository checks once that the server refuses failed conditions (some
 S3-compatible servers ignore the headers). Where one is ignored it logs a warning and falls
@@ -59,6 +62,7 @@ from mooring.session.backends.s3._io import (
 )
 from mooring.session.backends.s3._keys import S3KeyedStore, find_head
 from mooring.session.backends.s3._lease import S3Leases
+from mooring.session.backends.s3._window import DEFAULT_WINDOW_MESSAGES, S3Windows
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
     AgentRecord,
@@ -118,6 +122,8 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
             between hosts whose clocks disagree.
         verify_conditional_writes: check once, at the first write, that the server honours
             ``If-None-Match``/``If-Match`` (a probe object under ``<prefix>/.mooring/``).
+        window_messages: how many of the newest messages the window object keeps (one PUT per
+            turn, so a windowed restore is 3 requests); 0 turns the window object off.
 
     ``request_counts`` counts HTTP requests by operation (``GetObject``, ``PutObject``,
     ``ListObjectsV2`` ...) since construction or :meth:`reset_request_counts`.
@@ -133,7 +139,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         if not parts.netloc:
             raise ConfigurationError(f"s3 URL {url!r} names no bucket (s3://bucket/prefix)")
         options: dict[str, Any] = query_options(url)
-        for name in ("max_concurrency", "max_attempts"):
+        for name in ("max_concurrency", "max_attempts", "window_messages"):
             if name in options:
                 options[name] = int(options[name])
         return cls(parts.netloc, parts.path.strip("/"), **options)
@@ -152,6 +158,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         max_attempts: int = 5,
         lease_clock_skew: float = 0.0,
         verify_conditional_writes: bool = True,
+        window_messages: int = DEFAULT_WINDOW_MESSAGES,
     ) -> None:
         if not bucket or not isinstance(bucket, str):
             raise ConfigurationError("S3SessionRepository needs a bucket name")
@@ -162,6 +169,8 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         max_concurrency = int(max_concurrency)
         if max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        if isinstance(window_messages, bool) or not isinstance(window_messages, int) or window_messages < 0:
+            raise ConfigurationError(f"window_messages must be a whole number >= 0, got {window_messages!r}")
         self.bucket = bucket
         self.prefix = (prefix or "").strip("/")
         self._base = f"{self.prefix}/" if self.prefix else ""
@@ -185,6 +194,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
             verify_conditional=_as_bool(verify_conditional_writes),
         )
         self._leases = S3Leases(self._io, clock_skew=float(lease_clock_skew))
+        self._windows = S3Windows(self._io, self._window_key, window_messages=window_messages)
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
@@ -247,6 +257,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
     def _delete_session(self, session_id: str) -> bool:
         root = self._session_dir(session_id)
         marker = f"{root}session.json"
+        self._windows.forget_session(session_id)
         keys = self._io.list_keys(root)
         # session.json goes last: a delete cut short leaves a visible session that a second
         # delete finishes, never orphaned agents that a new session of the same id would inherit.
@@ -275,11 +286,12 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         stored.version = 1
         key = f"{self._agent_dir(session_id, agent.agent_id)}agent.json"
         try:
-            self._io.put_new(key, encode(stored.to_dict()))
+            etag = self._io.put_new(key, encode(stored.to_dict()))
         except PreconditionFailed:
             raise ConflictError(
                 f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=1
             ) from None
+        self._windows.agent_seen((session_id, agent.agent_id), etag)
         return stored
 
     def _get_agent(self, session_id: str, agent_id: str) -> tuple[AgentRecord, str] | None:
@@ -287,7 +299,9 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         obj = self._io.get(key)
         if obj is None:
             return None
-        return AgentRecord.from_dict(self._decode(key, obj), self._where(key)), obj.etag
+        record = AgentRecord.from_dict(self._decode(key, obj), self._where(key))
+        self._windows.agent_seen((session_id, agent_id), obj.etag)
+        return record, obj.etag
 
     def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
         found = self._get_agent(session_id, agent_id)
@@ -305,7 +319,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
             )
         new = agent.successor(expected_version, current.created_at)
         try:
-            self._io.put_replace(
+            new_etag = self._io.put_replace(
                 f"{self._agent_dir(session_id, agent.agent_id)}agent.json", encode(new.to_dict()), etag
             )
         except (PreconditionFailed, NotFound):
@@ -316,6 +330,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
                 f"agent {agent.agent_id!r} in session {session_id!r} changed concurrently (now version {stored})",
                 version=stored,
             ) from None
+        self._windows.agent_seen((session_id, agent.agent_id), new_etag)
         return new
 
     # -- messages -----------------------------------------------------------------------------
@@ -353,6 +368,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
                 self._io.put_new(self._message_key(session_id, agent_id, record.message_id), encode(record.to_dict()))
             except PreconditionFailed:
                 raise self._append_conflict(session_id, agent_id, record.message_id, "was already taken") from None
+        self._windows.appended((session_id, agent_id), messages)
         return messages[-1].message_id + 1
 
     def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
@@ -375,22 +391,53 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
             stop = next_id + wave if end is None else min(next_id + wave, end)
             for record in self._io.map(fetch, range(next_id, stop)):
                 if record is None:
+                    self._windows.caught_up((session_id, agent_id), out)
                     return out
                 out.append(record)
             next_id = stop
             if end is None:
                 wave = min(wave * 2, _MAX_WAVE)
+        self._windows.caught_up((session_id, agent_id), out)
         return out
 
     def _read_window(
         self, session_id: str, agent_id: str, start: int, head_hint: int | None
     ) -> tuple[list[MessageRecord], int]:
         start = max(start, 0)
-        if head_hint is not None and head_hint > 0 and start < head_hint and head_hint - start <= _MAX_WAVE:
+        found = self._stored_window(session_id, agent_id, start)
+        if found is not None:
+            return found
+        if head_hint is not None and head_hint > 0 and start < head_hint <= start + _MAX_WAVE:
             found = self._probe_window(session_id, agent_id, start, head_hint)
-            if found is not None:
-                return found
-        return super()._read_window(session_id, agent_id, start, head_hint)
+        if found is None:
+            found = super()._read_window(session_id, agent_id, start, head_hint)
+        self._windows.read((session_id, agent_id), *found, stored=False)
+        return found
+
+    def _stored_window(self, session_id: str, agent_id: str, start: int) -> tuple[list[MessageRecord], int] | None:
+        """The window from the window object, in one more concurrent round: the probe that its
+        head is free, plus a GET of each message older than the object keeps. None if unusable."""
+        key = (session_id, agent_id)
+        loaded = self._windows.load(key, start)
+        if loaded is None:
+            return None
+        first, head, kept, _ = loaded
+
+        def fetch(i: int) -> MessageRecord | bool | None:
+            message_key = self._message_key(session_id, agent_id, i)
+            if i == head:
+                return self._io.exists(message_key)
+            obj = self._io.get(message_key)
+            if obj is None:
+                return None
+            return MessageRecord.from_dict(self._decode(message_key, obj), self._where(message_key), expected_id=i)
+
+        *older, at_head = self._io.map(fetch, [*range(start, first), head])
+        if at_head is not False or any(not isinstance(r, MessageRecord) for r in older):
+            return None
+        records = [r for r in older if isinstance(r, MessageRecord)] + kept[max(start - first, 0) :]
+        self._windows.read(key, records, head, stored=True)
+        return records, head
 
     def _probe_window(
         self, session_id: str, agent_id: str, start: int, hint: int
@@ -420,6 +467,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
 
     def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         key = self._message_key(session_id, agent_id, message.message_id)
+        self._windows.before_edit((session_id, agent_id))
         for _ in range(_UPDATE_ATTEMPTS):
             current = self._io.get(key)
             if current is None:
@@ -436,6 +484,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
             try:
                 # If-Match: never resurrect a message truncated meanwhile; last writer wins otherwise.
                 self._io.put_replace(key, encode(record.to_dict()), current.etag)
+                self._windows.edited((session_id, agent_id), record)
                 return
             except NotFound:
                 raise SessionNotFoundError(f"message {message.message_id} was removed ({self._where(key)})") from None
@@ -448,8 +497,10 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         head = self._message_head(session_id, agent_id, expected_head)
         if head != expected_head:
             raise ConflictError(f"head is {head}, not {expected_head}", head=head)
+        self._windows.before_edit((session_id, agent_id))
         for message_id in range(head - 1, max(new_head, 0) - 1, -1):  # highest first: a dense prefix remains
             self._io.delete(self._message_key(session_id, agent_id, message_id))
+        self._windows.truncated((session_id, agent_id), new_head)
 
     # -- multi-agent records ------------------------------------------------------------------
 
@@ -502,6 +553,11 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         return self._leases.renew(self._lease_key(lease.session_id, lease.agent_id), lease, ttl)
 
     def _release_lease(self, lease: Lease) -> None:
+        try:
+            self._windows.flush((lease.session_id, lease.agent_id))
+        except Exception:
+            # Advisory: the next restore reads the messages themselves instead.
+            logger.warning("could not store the window object of %s", lease.agent_id, exc_info=True)
         self._leases.release(self._lease_key(lease.session_id, lease.agent_id), lease)
 
 

@@ -201,3 +201,20 @@ def test_window_messages_option(moto_s3: MotoS3, bucket: str, monkeypatch: pytes
     agent = _agent(repo, ["one"])
     agent("p1")
     assert "Contents" not in moto_s3.admin.list_objects_v2(Bucket=bucket, Prefix="app/session_s1/.windows/")
+
+
+def test_a_redaction_by_another_writer_is_not_undone_by_a_stale_copy(moto_s3: MotoS3, bucket: str) -> None:
+    agent = _agent(_repo(moto_s3, bucket), ["fine", "fine too"])
+    agent("my card is 4111 1111 1111 1111")
+    # Another process (no turn, no lease: say `mooring sessions` tooling) redacts message 0.
+    other = _repo(moto_s3, bucket)
+    redacted = MessageRecord(
+        message_id=0,
+        message=agent.messages[0],
+        redact_message={"role": "user", "content": [{"text": "[redacted]"}]},
+    )
+    asyncio.run(other.update_message("s1", "agent", redacted))
+    agent("thanks")  # this process still holds the old text in memory; its window must not
+    fresh = _agent(_repo(moto_s3, bucket), [])
+    assert _texts(fresh.messages)[0] == "[redacted]"
+    assert _texts(fresh.messages) == _truth(moto_s3, bucket)

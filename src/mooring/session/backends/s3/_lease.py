@@ -40,6 +40,10 @@ class S3Leases:
     def __init__(self, io: S3Io, *, clock_skew: float = 0.0) -> None:
         self.io = io
         self.clock_skew = clock_skew
+        # key -> the latest expiry read from a busy lease. While it lies ahead, a refused
+        # create means a live holder (that one, or a later one, which was created after it), so
+        # a waiter polls with one request instead of two; takeover always reads the lease first.
+        self._busy_until: dict[str, float] = {}
 
     @staticmethod
     def _body(token: str, ttl: float) -> tuple[bytes, float]:
@@ -79,14 +83,20 @@ class S3Leases:
         for _ in range(3):
             body, expires_at = self._body(token, ttl)
             try:
-                return granted(self.io.put_new(key, body), expires_at)
+                lease = granted(self.io.put_new(key, body), expires_at)
             except PreconditionFailed:
                 pass
+            else:
+                self._busy_until.pop(key, None)
+                return lease
+            if self._busy_until.get(key, 0.0) + self.clock_skew > time.time():
+                return None
             current = self.io.get(key)
             if current is None:
                 continue  # released in between: try to create it again
             _, held_until = self._holder(key, current)
             if held_until + self.clock_skew > time.time():
+                self._busy_until[key] = held_until
                 return None
             body, expires_at = self._body(token, ttl)
             try:

@@ -52,6 +52,8 @@ class _Tail:
     first: int
     records: list[MessageRecord] = field(default_factory=list)
     dirty: bool = False
+    #: messages of another writer were read since our last write: it wrote the window since
+    foreign: bool = False
 
     @property
     def head(self) -> int:
@@ -94,17 +96,22 @@ class S3Windows:
         if records[-1].message_id - records[0].message_id + 1 != len(records):
             return
         kept = self._trim(tail.records + records)
-        self._tails[key] = _Tail(first=records[-1].message_id + 1 - len(kept), records=kept, dirty=tail.dirty)
+        self._tails[key] = _Tail(
+            first=records[-1].message_id + 1 - len(kept), records=kept, dirty=tail.dirty, foreign=True
+        )
 
     def appended(self, key: Key, records: list[MessageRecord]) -> None:
         if not self.enabled or not records:
             return
         tail = self._tails.get(key)
+        foreign = False
         if tail is not None and records[0].message_id == tail.head:
-            kept = self._trim(tail.records + records)
+            kept, foreign = self._trim(tail.records + records), tail.foreign
         else:
             kept = self._trim(list(records))
-        self._tails[key] = _Tail(first=records[-1].message_id + 1 - len(kept), records=kept, dirty=True)
+        self._tails[key] = _Tail(
+            first=records[-1].message_id + 1 - len(kept), records=kept, dirty=True, foreign=foreign
+        )
 
     def before_edit(self, key: Key) -> None:
         """A message is about to be rewritten or removed: the stored window goes first."""
@@ -174,33 +181,43 @@ class S3Windows:
             return
         object_key = self.key_of(*key)
         body = self._encode(tail, agent_etag)
-        etag = self._etags.get(key, "")
+        etag = self._etags.get(key)
+        new_etag: str | None = None
         try:
-            new_etag = self.io.put_replace(object_key, body, etag) if etag else self.io.put_new(object_key, body)
-        except (PreconditionFailed, NotFound):
-            new_etag = self._flush_over_current(key, tail, body)
-            if new_etag is None:
-                return
+            if tail.foreign:
+                # Whoever wrote the messages we read wrote the window after us: compare first.
+                new_etag = self._write_over_current(key, tail, body, knew=bool(etag))
+            elif etag:
+                new_etag = self.io.put_replace(object_key, body, etag)
+            else:
+                new_etag = self.io.put_new(object_key, body)
+        except NotFound:
+            pass  # deleted since we saw it: a message was edited, and our copy may predate that
+        except PreconditionFailed:
+            try:
+                new_etag = self._write_over_current(key, tail, body, knew=bool(etag))
+            except (PreconditionFailed, NotFound):
+                new_etag = None
+        if new_etag is None:
+            self._tails.pop(key, None)
+            return
         self._etags[key] = new_etag
-        tail.dirty = False
+        tail.dirty = tail.foreign = False
 
-    def _flush_over_current(self, key: Key, tail: _Tail, body: bytes) -> str | None:
+    def _write_over_current(self, key: Key, tail: _Tail, body: bytes, *, knew: bool) -> str | None:
+        """Write ours over the stored window if every message both hold agrees, else None."""
         object_key = self.key_of(*key)
         current = self.io.get(object_key)
+        if current is None:
+            # Gone since we saw it means an edit our copy may predate; never seen: ours is new.
+            return None if knew else self.io.put_new(object_key, body)
         try:
-            if current is None:
-                return self.io.put_new(object_key, body)
             _, head, records, _ = _decode(current.body, self.io.where(object_key))
-            if head > tail.head or not _agree(records, tail):
-                # Written from messages this process has not seen: ours may be stale.
-                self._tails.pop(key, None)
-                return None
-            return self.io.put_replace(object_key, body, current.etag)
         except CorruptRecordError:
-            return self.io.put_replace(object_key, body, current.etag) if current is not None else None
-        except (PreconditionFailed, NotFound):
-            self._tails.pop(key, None)
-            return None
+            return self.io.put_replace(object_key, body, current.etag)
+        if head > tail.head or not _agree(records, tail):
+            return None  # written from messages this process has not seen: ours may be stale
+        return self.io.put_replace(object_key, body, current.etag)
 
     def _encode(self, tail: _Tail, agent_etag: str) -> bytes:
         dicts = [r.to_dict() for r in tail.records]

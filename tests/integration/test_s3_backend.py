@@ -553,3 +553,19 @@ class TestS3SameSession(SameSessionTrialContract):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         return f"s3://{bucket}/trial?endpoint_url={moto_s3.endpoint_url}&region_name={REGION}"
+
+
+def test_an_agent_update_over_the_copy_last_seen_is_one_put(moto_s3: MotoS3, bucket: str) -> None:
+    repo = _repo(moto_s3, bucket)
+    asyncio.run(_session_with_agent(repo))
+    repo.reset_request_counts()
+    first = asyncio.run(repo.update_agent("s1", AgentRecord(agent_id="agent", state={"n": 1}), expected_version=1))
+    assert repo.request_counts == {"PutObject": 1}  # If-Match on the ETag create_agent returned
+    # Another writer moves it on: the If-Match fails, the record is read, and a stale version is refused.
+    other = _repo(moto_s3, bucket)
+    asyncio.run(other.update_agent("s1", AgentRecord(agent_id="agent", state={"n": 2}), expected_version=2))
+    with pytest.raises(ConflictError):
+        asyncio.run(repo.update_agent("s1", AgentRecord(agent_id="agent", state={"n": 3}), expected_version=2))
+    stored = asyncio.run(repo.read_agent("s1", "agent"))
+    assert stored is not None and stored.state == {"n": 2} and stored.version == 3
+    assert first.created_at == stored.created_at == T0

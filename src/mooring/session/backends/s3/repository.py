@@ -60,8 +60,9 @@ from mooring.session.backends.s3._io import (
     S3Io,
     build_client,
 )
-from mooring.session.backends.s3._keys import S3KeyedStore, find_head
+from mooring.session.backends.s3._keys import find_head
 from mooring.session.backends.s3._lease import S3Leases
+from mooring.session.backends.s3._reads import S3Reads
 from mooring.session.backends.s3._window import DEFAULT_WINDOW_MESSAGES, S3Windows
 from mooring.session.manager import RepositorySessionManager
 from mooring.session.records import (
@@ -85,7 +86,6 @@ __all__ = ["S3SessionManager", "S3SessionRepository"]
 logger = logging.getLogger(__name__)
 
 
-_MAX_WAVE = 1000
 _UPDATE_ATTEMPTS = 5
 _RESERVED_PUT_ARGS = frozenset({"Bucket", "Key", "Body", "IfMatch", "IfNoneMatch"})
 
@@ -96,7 +96,7 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
-class S3SessionRepository(S3KeyedStore, ThreadedRepository):
+class S3SessionRepository(S3Reads, ThreadedRepository):
     """Sessions in an S3 bucket, readable and writable by Strands' ``S3SessionManager`` too.
 
     Example::
@@ -195,6 +195,8 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         )
         self._leases = S3Leases(self._io, clock_skew=float(lease_clock_skew))
         self._windows = S3Windows(self._io, self._window_key, window_messages=window_messages)
+        # (session, agent) -> (ETag, version, created_at) of agent.json as last read or written
+        self._agents_seen: dict[tuple[str, str], tuple[str, int, str]] = {}
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
@@ -258,6 +260,8 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         root = self._session_dir(session_id)
         marker = f"{root}session.json"
         self._windows.forget_session(session_id)
+        for seen in [k for k in self._agents_seen if k[0] == session_id]:
+            del self._agents_seen[seen]
         keys = self._io.list_keys(root)
         # session.json goes last: a delete cut short leaves a visible session that a second
         # delete finishes, never orphaned agents that a new session of the same id would inherit.
@@ -291,7 +295,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
             raise ConflictError(
                 f"agent {agent.agent_id!r} already exists in session {session_id!r}", version=1
             ) from None
-        self._windows.agent_seen((session_id, agent.agent_id), etag)
+        self._agent_seen(session_id, stored, etag)
         return stored
 
     def _get_agent(self, session_id: str, agent_id: str) -> tuple[AgentRecord, str] | None:
@@ -300,14 +304,29 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
         if obj is None:
             return None
         record = AgentRecord.from_dict(self._decode(key, obj), self._where(key))
-        self._windows.agent_seen((session_id, agent_id), obj.etag)
+        self._agent_seen(session_id, record, obj.etag)
         return record, obj.etag
+
+    def _agent_seen(self, session_id: str, record: AgentRecord, etag: str) -> None:
+        self._agents_seen[(session_id, record.agent_id)] = (etag, record.version, record.created_at)
+        self._windows.agent_seen((session_id, record.agent_id), etag)
 
     def _read_agent(self, session_id: str, agent_id: str) -> AgentRecord | None:
         found = self._get_agent(session_id, agent_id)
         return found[0] if found else None
 
     def _update_agent(self, session_id: str, agent: AgentRecord, expected_version: int) -> AgentRecord:
+        key = f"{self._agent_dir(session_id, agent.agent_id)}agent.json"
+        seen = self._agents_seen.get((session_id, agent.agent_id))
+        if seen is not None and seen[1] == expected_version:
+            # The copy we last read or wrote is at the expected version: If-Match on its ETag
+            # is the compare-and-set, with no GET. Changed since: read it and compare below.
+            new = agent.successor(expected_version, seen[2])
+            try:
+                self._agent_seen(session_id, new, self._io.put_replace(key, encode(new.to_dict()), seen[0]))
+                return new
+            except (PreconditionFailed, NotFound):
+                pass
         found = self._get_agent(session_id, agent.agent_id)
         if found is None:
             self._require_session(session_id)
@@ -319,9 +338,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
             )
         new = agent.successor(expected_version, current.created_at)
         try:
-            new_etag = self._io.put_replace(
-                f"{self._agent_dir(session_id, agent.agent_id)}agent.json", encode(new.to_dict()), etag
-            )
+            new_etag = self._io.put_replace(key, encode(new.to_dict()), etag)
         except (PreconditionFailed, NotFound):
             # Another writer committed between our GET and PUT; report what it left.
             now = self._get_agent(session_id, agent.agent_id)
@@ -330,7 +347,7 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
                 f"agent {agent.agent_id!r} in session {session_id!r} changed concurrently (now version {stored})",
                 version=stored,
             ) from None
-        self._windows.agent_seen((session_id, agent.agent_id), new_etag)
+        self._agent_seen(session_id, new, new_etag)
         return new
 
     # -- messages -----------------------------------------------------------------------------
@@ -370,100 +387,6 @@ class S3SessionRepository(S3KeyedStore, ThreadedRepository):
                 raise self._append_conflict(session_id, agent_id, record.message_id, "was already taken") from None
         self._windows.appended((session_id, agent_id), messages)
         return messages[-1].message_id + 1
-
-    def _read_messages(self, session_id: str, agent_id: str, start: int, end: int | None) -> list[MessageRecord]:
-        start = max(start, 0)
-        if end is not None and end <= start:
-            return []
-
-        def fetch(message_id: int) -> MessageRecord | None:
-            key = self._message_key(session_id, agent_id, message_id)
-            obj = self._io.get(key)
-            if obj is None:
-                return None
-            return MessageRecord.from_dict(self._decode(key, obj), self._where(key), expected_id=message_id)
-
-        out: list[MessageRecord] = []
-        # A named range is fetched at once; an open one in growing waves, until an id is missing.
-        wave = min(end - start, _MAX_WAVE) if end is not None else self._io.max_concurrency
-        next_id = start
-        while end is None or next_id < end:
-            stop = next_id + wave if end is None else min(next_id + wave, end)
-            for record in self._io.map(fetch, range(next_id, stop)):
-                if record is None:
-                    self._windows.caught_up((session_id, agent_id), out)
-                    return out
-                out.append(record)
-            next_id = stop
-            if end is None:
-                wave = min(wave * 2, _MAX_WAVE)
-        self._windows.caught_up((session_id, agent_id), out)
-        return out
-
-    def _read_window(
-        self, session_id: str, agent_id: str, start: int, head_hint: int | None
-    ) -> tuple[list[MessageRecord], int]:
-        start = max(start, 0)
-        found = self._stored_window(session_id, agent_id, start)
-        if found is not None:
-            return found
-        if head_hint is not None and head_hint > 0 and start < head_hint <= start + _MAX_WAVE:
-            found = self._probe_window(session_id, agent_id, start, head_hint)
-        if found is None:
-            found = super()._read_window(session_id, agent_id, start, head_hint)
-        self._windows.read((session_id, agent_id), *found, stored=False)
-        return found
-
-    def _stored_window(self, session_id: str, agent_id: str, start: int) -> tuple[list[MessageRecord], int] | None:
-        """The window from the window object, in one more concurrent round: the probe that its
-        head is free, plus a GET of each message older than the object keeps. None if unusable."""
-        key = (session_id, agent_id)
-        loaded = self._windows.load(key, start)
-        if loaded is None:
-            return None
-        first, head, kept, _ = loaded
-
-        def fetch(i: int) -> MessageRecord | bool | None:
-            message_key = self._message_key(session_id, agent_id, i)
-            if i == head:
-                return self._io.exists(message_key)
-            obj = self._io.get(message_key)
-            if obj is None:
-                return None
-            return MessageRecord.from_dict(self._decode(message_key, obj), self._where(message_key), expected_id=i)
-
-        *older, at_head = self._io.map(fetch, [*range(start, first), head])
-        if at_head is not False or any(not isinstance(r, MessageRecord) for r in older):
-            return None
-        records = [r for r in older if isinstance(r, MessageRecord)] + kept[max(start - first, 0) :]
-        self._windows.read(key, records, head, stored=True)
-        return records, head
-
-    def _probe_window(
-        self, session_id: str, agent_id: str, start: int, hint: int
-    ) -> tuple[list[MessageRecord], int] | None:
-        """One concurrent round: the window ``[start, hint)`` and a probe that ``hint`` is free.
-
-        When every message is there and the slot at the hint is free, the hint is the head and
-        the window is read: 1 request per message plus 1. Otherwise None (the caller searches).
-        """
-
-        def key_of(i: int) -> str:
-            return self._message_key(session_id, agent_id, i)
-
-        def fetch(i: int) -> MessageRecord | bool | None:
-            if i == hint:
-                return self._io.exists(key_of(i))
-            obj = self._io.get(key_of(i))
-            if obj is None:
-                return None
-            return MessageRecord.from_dict(self._decode(key_of(i), obj), self._where(key_of(i)), expected_id=i)
-
-        outcomes = self._io.map(fetch, range(start, hint + 1))
-        *window, at_hint = outcomes
-        if at_hint is not False or any(not isinstance(r, MessageRecord) for r in window):
-            return None
-        return [r for r in window if isinstance(r, MessageRecord)], hint
 
     def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         key = self._message_key(session_id, agent_id, message.message_id)

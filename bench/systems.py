@@ -189,6 +189,10 @@ async def _seed_mooring(spec: dict[str, Any], session_id: str, messages: list[di
         # The head hint restore starts from, exactly as the session manager leaves it.
         final = AgentRecord(agent_id=AGENT_ID, conversation_manager_state=cm_state, next_message_id=len(messages))
         await repo.update_agent(session_id, final, expected_version=record.version)
+        # A turn ends by giving the lease back, which is when the S3 backend stores its window
+        # object; the seeded store holds one as a session manager's turn leaves it.
+        lease = await repo.acquire_lease(session_id, AGENT_ID, ttl=30.0, wait=0.0)
+        await repo.release_lease(lease)
     finally:
         await repo.close()
 

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -269,22 +269,46 @@ class SQLiteConnections:
         reason = self.read_only_reason or "the database refused the write"
         return ReadOnlyStoreError(f"sqlite database {self.path} is read-only ({reason}); writes are refused")
 
+    def warm(self) -> bool:
+        """True when a call would find an idle connection of this process, schema checked."""
+        return self._migrated and bool(self._idle) and self._pid == os.getpid()
+
     @contextmanager
-    def write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    def write(self, conn: sqlite3.Connection, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction; IMMEDIATE takes the write lock up front, so the checks made
-        inside it still hold at COMMIT (and the busy timeout applies to the wait)."""
+        inside it still hold at COMMIT (and the busy timeout applies to the wait).
+
+        ``synced=False`` commits without syncing the WAL (see :meth:`unsynced`)."""
         if self.read_only_reason is not None:
             # Refuse before reading anything: a lease attempt would otherwise wait on a held
             # lease before its write failed.
             raise self.refusal()
-        conn.execute("BEGIN IMMEDIATE")
+        with self.unsynced(conn) if not synced else nullcontext(conn):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def unsynced(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """Commits made inside skip the WAL sync (``synchronous=NORMAL``), for rows that need
+        no power-loss durability of their own: lease rows. In WAL mode the log is written in
+        order, so the next synced commit (the turn's messages) makes them durable too; a lease
+        row lost to a power cut is a lease that was free or expires by itself. If switching
+        back fails, the error closes the connection (``connection()`` drops it), so no pooled
+        connection is left unsynced."""
+        if self.durability != "fsync":
+            yield conn
+            return
+        conn.execute("PRAGMA synchronous = NORMAL")
         try:
             yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
 
     def close(self) -> None:
         """Close pooled connections; later calls open new ones."""

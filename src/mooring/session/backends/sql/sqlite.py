@@ -39,6 +39,7 @@ from mooring.errors import (
     LeaseLostError,
     SessionNotFoundError,
 )
+from mooring.session._threaded import Operation
 from mooring.session.backends.sql import base as _sql
 from mooring.session.backends.sql._sqlite_pool import Durability, SQLiteConnections
 from mooring.session.manager import RepositorySessionManager
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 
 _HOST = socket.gethostname()
+_INLINE_READS: frozenset[Operation] = frozenset({"read_session", "read_agent", "message_head", "read_multi_agent"})
+_SMALL_READ = 8  # message reads up to this many records run in place on a warm pool
 
 
 def _holder_is_dead(token: str) -> bool:
@@ -167,6 +170,14 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
+
+    def _runs_inline(self, op: Operation, size: int) -> bool:
+        # A read in WAL mode never waits for a writer, and on a warm pool (an idle connection,
+        # schema checked) one indexed lookup costs less than a hop to a worker thread and back.
+        # Writes wait for the write lock (up to busy_timeout) and may fsync: never inline.
+        if op in _INLINE_READS or (op == "read_messages" and 0 <= size <= _SMALL_READ):
+            return self._db.warm()
+        return False
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -449,11 +460,13 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
     # A token names its holder ("host:pid:random"). SQLite lives on one machine, so a lease
     # whose holder process is gone (kill -9, a crash) is taken over at once instead of after
     # its expiry; a reused pid only makes us wait for the expiry, the safe direction.
+    # Lease rows commit without a WAL sync of their own (SQLiteConnections.unsynced): fencing
+    # is by token within one boot, and the turn's synced append makes the row durable anyway.
 
     @_sql.lends_connection
     def _try_lease(self, conn: sqlite3.Connection, session_id: str, agent_id: str, ttl: float) -> Lease | None:
         # One machine shares one clock, so time.time() is a sound expiry for a local file.
-        with self._write(conn):
+        with self._db.write(conn, synced=False):
             now = time.time()
             row = conn.execute(
                 "SELECT expires_at, token FROM mooring_leases WHERE session_id = ? AND agent_id = ?",
@@ -475,10 +488,11 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
     @_sql.lends_connection
     def _renew_lease(self, conn: sqlite3.Connection, lease: Lease, ttl: float) -> Lease:
         expires = time.time() + ttl
-        cursor = conn.execute(
-            "UPDATE mooring_leases SET expires_at = ? WHERE session_id = ? AND agent_id = ? AND token = ?",
-            (expires, lease.session_id, lease.agent_id, lease.token),
-        )
+        with self._db.unsynced(conn):
+            cursor = conn.execute(
+                "UPDATE mooring_leases SET expires_at = ? WHERE session_id = ? AND agent_id = ? AND token = ?",
+                (expires, lease.session_id, lease.agent_id, lease.token),
+            )
         if cursor.rowcount != 1:
             raise LeaseLostError(f"lease on session {lease.session_id!r}, agent {lease.agent_id!r} was lost")
         return Lease(session_id=lease.session_id, agent_id=lease.agent_id, token=lease.token, expires_at=expires)
@@ -486,10 +500,11 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
     @_sql.lends_connection
     def _release_lease(self, conn: sqlite3.Connection, lease: Lease) -> None:
         # The token check keeps a holder whose lease was taken over from freeing the new holder.
-        conn.execute(
-            "DELETE FROM mooring_leases WHERE session_id = ? AND agent_id = ? AND token = ?",
-            (lease.session_id, lease.agent_id, lease.token),
-        )
+        with self._db.unsynced(conn):
+            conn.execute(
+                "DELETE FROM mooring_leases WHERE session_id = ? AND agent_id = ? AND token = ?",
+                (lease.session_id, lease.agent_id, lease.token),
+            )
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -203,10 +203,8 @@ def _mooring_cm(cm: str) -> Any:
     return NullConversationManager() if cm == "null" else SlidingWindowConversationManager(WINDOW)
 
 
-def _mooring_agent(spec: dict[str, Any] | None, session_id: str, cm: str, tools: bool, messages: Any) -> Any:
-    from bench.data import MooringTurnModel
-    from mooring import Agent, ToolContext, tool
-    from mooring.session import RepositorySessionManager, open_repository
+def _mooring_bump() -> Any:
+    from mooring import ToolContext, tool
 
     @tool
     def bump(tag: str, tool_context: ToolContext) -> str:
@@ -217,13 +215,22 @@ def _mooring_agent(spec: dict[str, Any] | None, session_id: str, cm: str, tools:
         state.set(key, int(state.get(key) or 0) + 1)
         return tag
 
+    return bump
+
+
+def _mooring_agent(spec: dict[str, Any] | None, session_id: str, cm: str, tools: bool, messages: Any) -> Any:
+    from bench.data import MooringTurnModel
+    from mooring import Agent
+    from mooring.session import RepositorySessionManager, open_repository
+
     manager = None
     if spec is not None:
         manager = RepositorySessionManager(session_id, open_repository(mooring_url(spec)), lease_wait=600)
     return Agent(
         model=MooringTurnModel(tools=tools),
         agent_id=AGENT_ID,
-        tools=[bump] if tools else [],
+        # Only with tools, as on the Strands side: defining a tool builds its schema.
+        tools=[_mooring_bump()] if tools else [],
         messages=messages,
         session_manager=manager,
         conversation_manager=_mooring_cm(cm),

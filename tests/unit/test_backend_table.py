@@ -178,7 +178,10 @@ def test_a_file_restore_past_a_stale_hint_reads_off_the_event_loop(tmp_path: Pat
         repo._read_messages = spy  # type: ignore[method-assign]
         loop_thread = threading.current_thread().name
         # A Strands-written agent record has no head hint (0): the window is the whole history.
+        # Another task on the loop: alone, the backend would run everything in place.
+        other = asyncio.create_task(asyncio.sleep(30))
         window, head = await repo.read_window("s", "a", 0, head_hint=0)
+        other.cancel()
         assert head == 40 and len(window) == 40
         assert threads and loop_thread not in threads
         threads.clear()

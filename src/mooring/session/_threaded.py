@@ -68,6 +68,12 @@ Operation = Literal[
 ]
 
 
+def _alone_on_loop() -> bool:
+    """True when no task but the current one is scheduled on the running loop."""
+    tasks = asyncio.all_tasks()
+    return len(tasks) <= 1
+
+
 class ThreadedRepository(SessionRepository):
     """A :class:`SessionRepository` whose storage calls block; see the module docstring.
 
@@ -76,6 +82,11 @@ class ThreadedRepository(SessionRepository):
     """
 
     lease_poll: ClassVar[tuple[float, float]] = (0.005, 0.1)
+    #: Run every primitive in place while the calling task is the only one on its loop (a
+    #: synchronous ``agent(prompt)`` runs on a loop of its own): a thread hop then keeps no
+    #: one from running and only adds its latency. For backends whose calls are bounded and
+    #: local (no network round trip, no wait on another process's lock).
+    inline_when_alone: ClassVar[bool] = False
 
     # -- how primitives run -------------------------------------------------------------------
 
@@ -94,7 +105,7 @@ class ThreadedRepository(SessionRepository):
         return func(*args, **kwargs)
 
     async def _call(self, op: Operation, size: int, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._runs_inline(op, size):
+        if self._runs_inline(op, size) or (self.inline_when_alone and _alone_on_loop()):
             return self._guard(func, *args, **kwargs)
         return await run_blocking(self._guard, func, *args, **kwargs)
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from mooring import Agent
-from mooring.session import RepositorySessionManager, _threaded, open_repository
 from mooring.models.scripted import ScriptedModel
+from mooring.session import RepositorySessionManager, _threaded, open_repository
 
 
 @pytest.fixture

@@ -104,6 +104,8 @@ def test_small_reads_run_in_place_on_a_warm_pool(tmp_path: Path, monkeypatch: An
     monkeypatch.setattr(_threaded, "run_blocking", counting)
 
     async def main() -> None:
+        # Another task on the loop: alone, the backend would run every call in place.
+        other = asyncio.create_task(asyncio.sleep(30))
         repo = SQLiteSessionRepository(tmp_path / "s.db")
         assert not repo._db.warm()
         await _ready(repo)
@@ -118,5 +120,32 @@ def test_small_reads_run_in_place_on_a_warm_pool(tmp_path: Path, monkeypatch: An
         await repo.append_messages("s", "a", [_msg(20)])  # a write: off the loop
         assert len(hops) == 2, hops
         await repo.close()
+        other.cancel()
 
     asyncio.run(main())
+
+
+def test_a_synchronous_turn_makes_no_thread_hop(tmp_path: Path, monkeypatch: Any) -> None:
+    from mooring import Agent
+    from mooring.models.scripted import ScriptedModel
+    from mooring.session import RepositorySessionManager
+
+    hops: list[str] = []
+    real = _threaded.run_blocking
+
+    async def counting(func: Any, /, *args: Any, **kwargs: Any) -> Any:
+        hops.append(getattr(args[0], "__name__", "?"))
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(_threaded, "run_blocking", counting)
+    repo = SQLiteSessionRepository(tmp_path / "s.db")
+    agent = Agent(
+        model=ScriptedModel(["one", "two"]),
+        agent_id="a",
+        callback_handler=None,
+        session_manager=RepositorySessionManager("s", repo),
+    )
+    agent("first")
+    hops.clear()
+    agent("second")
+    assert hops == []

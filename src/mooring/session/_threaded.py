@@ -68,10 +68,15 @@ Operation = Literal[
 ]
 
 
+#: Name of the task that renews an invocation's lease: it sleeps for a third of the lease's
+#: lifetime between renewals, so a call made in place delays it by far less than it can bear.
+RENEWER_TASK_NAME = "mooring-lease-renewer"
+
+
 def _alone_on_loop() -> bool:
-    """True when no task but the current one is scheduled on the running loop."""
-    tasks = asyncio.all_tasks()
-    return len(tasks) <= 1
+    """True when no task but the current one (and lease renewers) is scheduled on the loop."""
+    current = asyncio.current_task()
+    return all(t is current or t.get_name() == RENEWER_TASK_NAME for t in asyncio.all_tasks())
 
 
 class ThreadedRepository(SessionRepository):
@@ -84,8 +89,8 @@ class ThreadedRepository(SessionRepository):
     lease_poll: ClassVar[tuple[float, float]] = (0.005, 0.1)
     #: Run every primitive in place while the calling task is the only one on its loop (a
     #: synchronous ``agent(prompt)`` runs on a loop of its own): a thread hop then keeps no
-    #: one from running and only adds its latency. For backends whose calls are bounded and
-    #: local (no network round trip, no wait on another process's lock).
+    #: one from running and only adds its latency. For backends on local storage (a file
+    #: system, an SQLite file), where no call waits on a network.
     inline_when_alone: ClassVar[bool] = False
 
     # -- how primitives run -------------------------------------------------------------------

@@ -44,6 +44,7 @@ from mooring.errors import (
     SessionNotFoundError,
     UnstorableContentError,
 )
+from mooring.session._threaded import RENEWER_TASK_NAME
 from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
 from mooring.session.repository import Lease, SessionRepository
 from mooring.types import Message, tool_result_ids, tool_uses
@@ -316,7 +317,7 @@ class RepositorySessionManager(SessionManager):
         tracked.in_invocation = True
         try:
             if tracked.lease.expires_at is not None:
-                tracked.renewer = asyncio.create_task(self._keep_renewing(tracked))
+                tracked.renewer = asyncio.create_task(self._keep_renewing(tracked), name=RENEWER_TASK_NAME)
             await self._catch_up(tracked)
         except BaseException:
             await self._end_invocation(tracked)

@@ -27,7 +27,7 @@ import sqlite3
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from typing_extensions import Self
@@ -170,6 +170,8 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
+
+    inline_when_alone: ClassVar[bool] = True  # a local file: see ThreadedRepository
 
     def _runs_inline(self, op: Operation, size: int) -> bool:
         # A read in WAL mode never waits for a writer, and on a warm pool (an idle connection,

@@ -12,6 +12,7 @@ from typing import Any
 
 from bench import systems
 from bench.targets import evaluate
+from bench.workloads import REGISTRY
 
 STRANDS = ["strands-file", "strands-s3", "snapshot-file", "snapshot-file-msg", "snapshot-s3"]
 
@@ -259,15 +260,25 @@ def md_imports(result: dict[str, Any]) -> list[str]:
     return [*out, f"import mooring / import strands (net): **{result['ratio']:.2f}**", "", *_notes(result)]
 
 
-SECTIONS = [
-    ("append", "1. Append latency per message", md_append),
-    ("restore", "2. Restore time (fresh process)", md_restore),
-    ("turn", "3. Per-turn persistence overhead in the agent loop", md_turn),
-    ("s3", "4. S3 (moto): requests, restore and bytes per turn", md_s3),
-    ("concurrency", "5. Same-session concurrency", md_concurrency),
-    ("crash", "6. Crash trials (kill -9)", md_crash),
-    ("imports", "7. Cold import", md_imports),
-]
+RENDERERS = {
+    "append": md_append,
+    "restore": md_restore,
+    "turn": md_turn,
+    "s3": md_s3,
+    "concurrency": md_concurrency,
+    "crash": md_crash,
+    "imports": md_imports,
+}
+
+
+def md_rows(result: dict[str, Any]) -> list[str]:
+    """A workload without a renderer of its own: its rows as they are, medians for statistics."""
+    rows = [r for r in result.get("rows") or [] if isinstance(r, dict)]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    def show(v: Any) -> str:
+        return cell(v) if isinstance(v, dict) and "median" in v else str(v)
+    body = [[show(r.get(k, "")) for k in keys] for r in rows]
+    return [*(table(keys, body) if rows else []), *_notes(result)]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -281,26 +292,22 @@ def markdown(results: dict[str, Any]) -> str:
         "Produced by `python -m bench` (`make bench`); see `bench/README.md` for the method.",
         "",
     ]
-    previous = meta.get("previous_run")
-    if previous:
-        out += [
-            f"This invocation ran only {', '.join(meta['workloads_run'])}; the other workloads are from an earlier "
-            f"run ({previous.get('wall_seconds') or '?'} s wall); each section says when it ran.",
-            "",
-        ]
+    if meta.get("only"):
+        out += [f"This run measured only {', '.join(meta['workloads_run'])}.", ""]
     out += [
         "Systems in this run:",
         "",
     ]
     out += [f"- {name(s)}: {status}" for s, status in meta["availability"].items()]
-    out += ["", "## Targets (issues 8 and 9)", ""]
-    body = [[t["source"], t["target"], t["measured"], t["status"], t.get("note", "")] for t in results["targets"]]
-    out += table(["issue", "target", "measured", "verdict", "why / what would close it"], body)
-    for key, title, render in SECTIONS:
+    out += ["", "## Targets", ""]
+    body = [[t["area"], t["target"], t["measured"], t["status"], t.get("note", "")] for t in results["targets"]]
+    out += table(["area", "target", "measured", "verdict", "why / what would close it"], body)
+    for number, (key, title) in enumerate(REGISTRY.items(), 1):
         result = results["workloads"].get(key)
         if result is None:
             continue
-        out += [f"## {title}", ""]
+        render = RENDERERS.get(key, md_rows)
+        out += [f"## {number}. {title}", ""]
         if "error" in result and "rows" not in result and "restore_rows" not in result:
             out += [f"n/a: the workload failed: {result['error']}", ""]
             continue

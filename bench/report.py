@@ -162,8 +162,22 @@ def _turn_table(rows: list[dict[str, Any]], hists: list[int], s3: bool) -> list[
 
 
 def md_turn(result: dict[str, Any]) -> list[str]:
-    rows = result["rows"]
-    return [*_turn_table(rows, result["hists"], s3=False), *_failed(rows), *_notes(result)]
+    rows, hists = result["rows"], result["hists"]
+    out = [*_turn_table(rows, hists, s3=False), *_failed(rows)]
+    if result.get("floor_ms"):
+        out += [f"Durable-turn floor: {cell(result['floor_ms'])} ms per turn.", ""]
+    bare = {(r["family"], r["hist"], r["cm"]): r["ms"] for r in result.get("bare_rows") or []}
+    body = []
+    for family in dict.fromkeys(f for f, _, _ in bare):
+        for cm in ("window", "null"):
+            if any((family, h, cm) in bare for h in hists):
+                body.append([family, cm, *[cell(bare.get((family, h, cm)), "iqr") for h in hists]])
+    if body:
+        out += ["Turn time without a session manager (q1–q3 over every turn):", ""]
+        out += table(
+            ["SDK", "conversation manager", *[f"turn time without session manager @{h:,}, ms" for h in hists]], body
+        )
+    return [*out, *_notes(result)]
 
 
 def md_s3(result: dict[str, Any]) -> list[str]:
@@ -275,8 +289,10 @@ def md_rows(result: dict[str, Any]) -> list[str]:
     """A workload without a renderer of its own: its rows as they are, medians for statistics."""
     rows = [r for r in result.get("rows") or [] if isinstance(r, dict)]
     keys = list(dict.fromkeys(k for r in rows for k in r))
+
     def show(v: Any) -> str:
         return cell(v) if isinstance(v, dict) and "median" in v else str(v)
+
     body = [[show(r.get(k, "")) for k in keys] for r in rows]
     return [*(table(keys, body) if rows else []), *_notes(result)]
 

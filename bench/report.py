@@ -108,18 +108,19 @@ def md_restore(result: dict[str, Any]) -> list[str]:
     for mode, title in (("full", "Full history (NullConversationManager)"), ("window", "40-message window")):
         by = {(r["system"], r["size"]): r for r in rows if r["mode"] == mode and not r.get("error")}
         names = list(dict.fromkeys(r["system"] for r in rows if r["mode"] == mode and not r.get("error")))
+        cols = [s for s in sizes if any(size == s for _, size in by)]
         body = []
         for system in names:
             mark = " †" if mode == "window" and system.startswith("snapshot") else ""
             line = [name(system) + mark]
-            for size in sizes:
+            for size in cols:
                 stats = by.get((system, size), {}).get("ms")
                 _, best = _best({s: _median(by.get((s, size), {}).get("ms")) for s in names})
                 extra = ratio(_median(stats), best) if system.startswith("mooring") else ""
                 line.append(cell(stats) + extra)
             body.append(line)
         out += [f"**{title}** — restore time, ms, median (min–max); ×r = mooring / best Strands in the column", ""]
-        out += table(["system", *[f"{s:,} stored" for s in sizes]], body)
+        out += table(["system", *[f"{s:,} stored" for s in cols]], body)
     out += ["† not like for like: the snapshot keeps only the 40-message window; the trimmed history is gone.", ""]
     return [*out, *_failed(rows), *_notes(result)]
 

@@ -37,9 +37,10 @@ REASONS = {
     "memory the no-session turn grows too, which points to the agent loop, not persistence",
     "bare-turn": "the agent loop itself does work proportional to the history per turn (the model call is "
     "handed the whole message list and cyclic GC passes walk the growing heap); see the no-session rows",
-    "full-linear": "reading N message records costs more than N times one: a listing or sort over all names, "
-    "or GC passes over the growing list of decoded messages (gc.freeze() or fewer temporaries per record "
-    "would flatten it)",
+    "full-linear": "the cyclic GC: every decoded message is a tree of dicts and lists the collector tracks, "
+    "and its passes over the growing heap make each message cost more as N grows (in-process, with the GC "
+    "disabled during the restore, SQLite's 50k/10k ratio fell from about 6x to under 5x); freezing or "
+    "pausing the collector while the history is decoded would close most of it",
     "snapshot-full": "the snapshot is one document decoded by one json.loads in C; mooring decodes every message "
     "record separately (its own json.loads and record object), whatever the backend; decoding rows in bulk, "
     "or compacting old messages into segments, would close it",

@@ -67,7 +67,7 @@ def noisy(stats: dict[str, Any] | None) -> bool:
         return True
     if low is None or high is None or stats.get("n", 0) < 2:
         return False
-    return low < 0 < high or abs(median) < high - low
+    return bool(low < 0 < high or abs(median) < high - low)
 
 
 def _rows(results: dict[str, Any], workload: str, key: str = "rows") -> list[dict[str, Any]]:

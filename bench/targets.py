@@ -30,13 +30,15 @@ REASONS = {
     "turn-none": "without fsyncs the turn still takes the lease, re-reads the head and the agent record, writes "
     "each message to a temp file and links it, and rewrites the agent record: more syscalls than Strands' two "
     "plain writes",
-    "turn-sqlite": "each turn is a transaction over the lease row, the message rows and the agent row, "
-    "committed with SQLite's WAL sync; Strands' file writes are never synced",
-    "turn-flat": "the rows beside it locate the growth: if durability=none stays flat the growth is in the "
-    "fsyncs (disk latency varies on a shared machine), not in mooring's code; with the whole history in "
-    "memory the no-session turn grows too, which points to the agent loop, not persistence",
-    "bare-turn": "the agent loop itself does work proportional to the history per turn (the model call is "
-    "handed the whole message list and cyclic GC passes walk the growing heap); see the no-session rows",
+    "turn-sqlite": "per turn SQLite commits several transactions (the lease row taken, the message batch in one "
+    "BEGIN IMMEDIATE with its head check, the agent record's compare-and-set, the lease released), each with "
+    "synchronous=FULL, i.e. a WAL fsync; Strands' file writes are never synced; fewer commits per turn would close it",
+    "turn-flat": "the values beside it locate the growth: when durability=none stays flat it is in the fsyncs "
+    "(disk latency varies on a shared machine), and when the no-session turn grows as well it is in the agent "
+    "loop rather than in persistence",
+    "bare-turn": "the loop's only per-turn work that depends on the history is handing the model a shallow copy "
+    "of the message list (O(N) pointers); the rest of any growth is the cyclic GC walking a larger heap of "
+    "message dicts; a profile of the @2,000 turn would tell which",
     "full-linear": "the cyclic GC: every decoded message is a tree of dicts and lists the collector tracks, "
     "and its passes over the growing heap make each message cost more as N grows (in-process, with the GC "
     "disabled during the restore, SQLite's 50k/10k ratio fell from about 6x to under 5x); freezing or "
@@ -213,6 +215,9 @@ def _turn_targets(v: Verdicts, results: dict[str, Any]) -> None:
             a, b = (_med(_turn_stats(results, other, h, cm)) for h in (100, 2000))
             if a is not None and b is not None:
                 beside.append(f"{other}: {a:.2f} -> {b:.2f} ms")
+        a, b = (_med(_bare(results, "mooring", h, cm)) for h in (100, 2000))
+        if a is not None and b is not None:
+            beside.append(f"no-session turn: {a:.2f} -> {b:.2f} ms")
         short = "grows" + (f" ({'; '.join(beside)})" if beside else "")
         v.add("turn", "turn-flat", target, f"{small:.2f} -> {large:.2f} ms", _flat(small, large, 0.5), short)
     v.at_most(

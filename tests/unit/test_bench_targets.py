@@ -68,3 +68,12 @@ def test_missing_rows_are_not_applicable_and_no_target_names_an_issue() -> None:
     items = targets.evaluate({"workloads": {}})
     assert items and all(t["status"] == "n/a" for t in items)
     assert not any("issue" in t["target"].lower() for t in items)
+
+
+def test_a_workload_without_a_renderer_is_shown_as_a_table_of_its_rows() -> None:
+    from bench import report
+
+    lines = report.md_rows({"rows": [{"system": "x", "ms": stats(1.5, 1.0, 2.0)}], "notes": ["a note"]})
+    assert lines[0] == "| system | ms |"
+    assert "| x | 1.50 (1.00–2.00) |" in lines
+    assert "- a note" in lines

@@ -39,7 +39,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (default per workload)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where results are written")
     args = parser.parse_args(argv)
-    only = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
+    only = list(dict.fromkeys(n.strip() for item in args.only for n in item.split(",") if n.strip()))
     unknown = sorted(set(only) - set(NAMES))
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")

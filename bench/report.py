@@ -167,14 +167,21 @@ def md_turn(result: dict[str, Any]) -> list[str]:
     out = [*_turn_table(rows, hists, s3=False), *_failed(rows)]
     if result.get("floor_ms"):
         out += [f"Durable-turn floor: {cell(result['floor_ms'])} ms per turn.", ""]
-    bare = {(r["family"], r["hist"], r["cm"]): r["ms"] for r in result.get("bare_rows") or []}
+    bare = {(r["family"], r["hist"], r["cm"]): r for r in result.get("bare_rows") or []}
     body = []
     for family in dict.fromkeys(f for f, _, _ in bare):
         for cm in ("window", "null"):
             if any((family, h, cm) in bare for h in hists):
-                body.append([family, cm, *[cell(bare.get((family, h, cm)), "iqr") for h in hists]])
+                cells = []
+                for h in hists:
+                    row = bare.get((family, h, cm), {})
+                    cells.append(f"{cell(row.get('ms'))}; turns q1–q3 {cell(row.get('turns'), 'iqr')}")
+                body.append([family, cm, *cells])
     if body:
-        out += ["Turn time without a session manager (q1–q3 over every turn):", ""]
+        out += [
+            "Turn time without a session manager: median (min–max) of each process's median; q1–q3 over every turn:",
+            "",
+        ]
         out += table(
             ["SDK", "conversation manager", *[f"turn time without session manager @{h:,}, ms" for h in hists]], body
         )

@@ -135,13 +135,22 @@ def floor(ctx: Context) -> dict[str, Any] | None:
     return summary(samples, 1e3)
 
 
-def bare_rows(rows: list[dict[str, Any]], raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The no-session turns of every child, pooled per SDK, history and conversation manager."""
+def bare_rows(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The no-session turns of every child per SDK, history and conversation manager: ``ms`` over
+    the children's medians (the spread is between processes, as for the overhead), ``turns``
+    over every single turn."""
+    medians: dict[tuple[str, int, str], list[float]] = {}
     pooled: dict[tuple[str, int, str], list[float]] = {}
     for row in raw:
-        family = systems.SYSTEMS[row["system"]].family
-        pooled.setdefault((family, row["hist"], row["cm"]), []).extend(row["seconds"])
-    return [{"family": f, "hist": h, "cm": c, "ms": summary(v, 1e3)} for (f, h, c), v in sorted(pooled.items())]
+        key = (systems.SYSTEMS[row["system"]].family, row["hist"], row["cm"])
+        pooled.setdefault(key, []).extend(row["seconds"])
+        median = _median(row["seconds"])
+        if median is not None:
+            medians.setdefault(key, []).append(median)
+    return [
+        {"family": f, "hist": h, "cm": c, "ms": summary(medians.get((f, h, c), []), 1e3), "turns": summary(v, 1e3)}
+        for (f, h, c), v in sorted(pooled.items())
+    ]
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -150,7 +159,7 @@ def run(ctx: Context) -> dict[str, Any]:
     return {
         "rows": rows,
         "floor_ms": floor(ctx),
-        "bare_rows": bare_rows(rows, raw),
+        "bare_rows": bare_rows(raw),
         "hists": hists(ctx),
         "notes": [
             "overhead = median of per-turn differences, a turn with the session manager minus the interleaved "

@@ -2,8 +2,9 @@
 
 Runs the workloads (all, or those named by ``--only``) for mooring and strands-agents in one
 run on this machine, then writes ``latest.md``/``latest.json`` (``quick.*`` with
-``--quick``) under ``bench/results``. With ``--only``, the named workloads replace their
-entries in the existing results file and the others are kept, each marked with when it ran.
+``--quick``) under ``bench/results``: every number in a results file comes from that one run.
+With ``--only``, just the named workloads run and the results go to ``only-<names>.*``
+(``quick-only-<names>.*`` with ``--quick``); the full run's files are left alone.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (default per workload)")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR, help="where results are written")
     args = parser.parse_args(argv)
-    only = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
+    only = list(dict.fromkeys(n.strip() for item in args.only for n in item.split(",") if n.strip()))
     unknown = sorted(set(only) - set(NAMES))
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
@@ -122,21 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         "availability": ctx.availability,
     }
     base = "quick" if args.quick else "latest"
+    if args.only:
+        meta["only"] = True
+        base = ("quick-" if args.quick else "") + "only-" + "-".join(selected)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.output_dir / f"{base}.json"
     results: dict[str, Any] = {"meta": meta, "workloads": workloads}
-    if args.only and json_path.exists():
-        try:
-            previous = json.loads(json_path.read_text())
-            results["workloads"] = {**previous.get("workloads", {}), **workloads}
-            earlier = previous.get("meta", {})
-            meta["availability"] = {**earlier.get("availability", {}), **ctx.availability}
-            # The other workloads' numbers come from an earlier invocation: say which.
-            meta["previous_run"] = earlier.get("previous_run") or {
-                k: earlier.get(k) for k in ("finished_at", "wall_seconds", "workloads_run")
-            }
-        except (OSError, ValueError):
-            pass
     results["targets"] = report.targets(results)
     json_path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
     (args.output_dir / f"{base}.md").write_text(report.markdown(results))

@@ -2,7 +2,7 @@
 
 Every stored history is made of four-message tool turns (prompt, toolUse, toolResult,
 reply) of realistic size (about 250 bytes of compact JSON per message, so 10,000 messages
-are about 2.5 MB, as in issue 9's measurement). Sizes used by the bench (100, 1,000, 2,000,
+are about 2.5 MB). Sizes used by the bench (100, 1,000, 2,000,
 10,000) are multiples of four, so a 40-message window always starts at a user prompt.
 """
 

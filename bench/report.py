@@ -12,6 +12,7 @@ from typing import Any
 
 from bench import systems
 from bench.targets import evaluate
+from bench.workloads import REGISTRY
 
 STRANDS = ["strands-file", "strands-s3", "snapshot-file", "snapshot-file-msg", "snapshot-s3"]
 
@@ -107,18 +108,19 @@ def md_restore(result: dict[str, Any]) -> list[str]:
     for mode, title in (("full", "Full history (NullConversationManager)"), ("window", "40-message window")):
         by = {(r["system"], r["size"]): r for r in rows if r["mode"] == mode and not r.get("error")}
         names = list(dict.fromkeys(r["system"] for r in rows if r["mode"] == mode and not r.get("error")))
+        cols = [s for s in sizes if any(size == s for _, size in by)]
         body = []
         for system in names:
             mark = " †" if mode == "window" and system.startswith("snapshot") else ""
             line = [name(system) + mark]
-            for size in sizes:
+            for size in cols:
                 stats = by.get((system, size), {}).get("ms")
                 _, best = _best({s: _median(by.get((s, size), {}).get("ms")) for s in names})
                 extra = ratio(_median(stats), best) if system.startswith("mooring") else ""
                 line.append(cell(stats) + extra)
             body.append(line)
         out += [f"**{title}** — restore time, ms, median (min–max); ×r = mooring / best Strands in the column", ""]
-        out += table(["system", *[f"{s:,} stored" for s in sizes]], body)
+        out += table(["system", *[f"{s:,} stored" for s in cols]], body)
     out += ["† not like for like: the snapshot keeps only the 40-message window; the trimmed history is gone.", ""]
     return [*out, *_failed(rows), *_notes(result)]
 
@@ -161,8 +163,29 @@ def _turn_table(rows: list[dict[str, Any]], hists: list[int], s3: bool) -> list[
 
 
 def md_turn(result: dict[str, Any]) -> list[str]:
-    rows = result["rows"]
-    return [*_turn_table(rows, result["hists"], s3=False), *_failed(rows), *_notes(result)]
+    rows, hists = result["rows"], result["hists"]
+    out = [*_turn_table(rows, hists, s3=False), *_failed(rows)]
+    if result.get("floor_ms"):
+        out += [f"Durable-turn floor: {cell(result['floor_ms'])} ms per turn.", ""]
+    bare = {(r["family"], r["hist"], r["cm"]): r for r in result.get("bare_rows") or []}
+    body = []
+    for family in dict.fromkeys(f for f, _, _ in bare):
+        for cm in ("window", "null"):
+            if any((family, h, cm) in bare for h in hists):
+                cells = []
+                for h in hists:
+                    row = bare.get((family, h, cm), {})
+                    cells.append(f"{cell(row.get('ms'))}; turns q1–q3 {cell(row.get('turns'), 'iqr')}")
+                body.append([family, cm, *cells])
+    if body:
+        out += [
+            "Turn time without a session manager: median (min–max) of each process's median; q1–q3 over every turn:",
+            "",
+        ]
+        out += table(
+            ["SDK", "conversation manager", *[f"turn time without session manager @{h:,}, ms" for h in hists]], body
+        )
+    return [*out, *_notes(result)]
 
 
 def md_s3(result: dict[str, Any]) -> list[str]:
@@ -259,15 +282,27 @@ def md_imports(result: dict[str, Any]) -> list[str]:
     return [*out, f"import mooring / import strands (net): **{result['ratio']:.2f}**", "", *_notes(result)]
 
 
-SECTIONS = [
-    ("append", "1. Append latency per message", md_append),
-    ("restore", "2. Restore time (fresh process)", md_restore),
-    ("turn", "3. Per-turn persistence overhead in the agent loop", md_turn),
-    ("s3", "4. S3 (moto): requests, restore and bytes per turn", md_s3),
-    ("concurrency", "5. Same-session concurrency", md_concurrency),
-    ("crash", "6. Crash trials (kill -9)", md_crash),
-    ("imports", "7. Cold import", md_imports),
-]
+RENDERERS = {
+    "append": md_append,
+    "restore": md_restore,
+    "turn": md_turn,
+    "s3": md_s3,
+    "concurrency": md_concurrency,
+    "crash": md_crash,
+    "imports": md_imports,
+}
+
+
+def md_rows(result: dict[str, Any]) -> list[str]:
+    """A workload without a renderer of its own: its rows as they are, medians for statistics."""
+    rows = [r for r in result.get("rows") or [] if isinstance(r, dict)]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+
+    def show(v: Any) -> str:
+        return cell(v) if isinstance(v, dict) and "median" in v else str(v)
+
+    body = [[show(r.get(k, "")) for k in keys] for r in rows]
+    return [*(table(keys, body) if rows else []), *_notes(result)]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -281,26 +316,22 @@ def markdown(results: dict[str, Any]) -> str:
         "Produced by `python -m bench` (`make bench`); see `bench/README.md` for the method.",
         "",
     ]
-    previous = meta.get("previous_run")
-    if previous:
-        out += [
-            f"This invocation ran only {', '.join(meta['workloads_run'])}; the other workloads are from an earlier "
-            f"run ({previous.get('wall_seconds') or '?'} s wall); each section says when it ran.",
-            "",
-        ]
+    if meta.get("only"):
+        out += [f"This run measured only {', '.join(meta['workloads_run'])}.", ""]
     out += [
         "Systems in this run:",
         "",
     ]
     out += [f"- {name(s)}: {status}" for s, status in meta["availability"].items()]
-    out += ["", "## Targets (issues 8 and 9)", ""]
-    body = [[t["source"], t["target"], t["measured"], t["status"], t.get("note", "")] for t in results["targets"]]
-    out += table(["issue", "target", "measured", "verdict", "why / what would close it"], body)
-    for key, title, render in SECTIONS:
+    out += ["", "## Targets", ""]
+    body = [[t["area"], t["target"], t["measured"], t["status"], t.get("note", "")] for t in results["targets"]]
+    out += table(["area", "target", "measured", "verdict", "why / what would close it"], body)
+    for number, (key, title) in enumerate(REGISTRY.items(), 1):
         result = results["workloads"].get(key)
         if result is None:
             continue
-        out += [f"## {title}", ""]
+        render = RENDERERS.get(key, md_rows)
+        out += [f"## {number}. {title}", ""]
         if "error" in result and "rows" not in result and "restore_rows" not in result:
             out += [f"n/a: the workload failed: {result['error']}", ""]
             continue

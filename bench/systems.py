@@ -181,6 +181,9 @@ async def _seed_mooring(spec: dict[str, Any], session_id: str, messages: list[di
         record = await repo.create_agent(
             session_id, AgentRecord(agent_id=AGENT_ID, conversation_manager_state=cm_state)
         )
+        # Written under the invocation lease, as a turn is: releasing it leaves what a turn leaves
+        # (for S3, the window object holding the newest messages).
+        lease = await repo.acquire_lease(session_id, AGENT_ID, ttl=600.0, wait=5.0)
         for start in range(0, len(messages), 500):
             batch = [
                 MessageRecord(message_id=start + i, message=m) for i, m in enumerate(messages[start : start + 500])
@@ -189,9 +192,6 @@ async def _seed_mooring(spec: dict[str, Any], session_id: str, messages: list[di
         # The head hint restore starts from, exactly as the session manager leaves it.
         final = AgentRecord(agent_id=AGENT_ID, conversation_manager_state=cm_state, next_message_id=len(messages))
         await repo.update_agent(session_id, final, expected_version=record.version)
-        # A turn ends by giving the lease back, which is when the S3 backend stores its window
-        # object; the seeded store holds one as a session manager's turn leaves it.
-        lease = await repo.acquire_lease(session_id, AGENT_ID, ttl=30.0, wait=0.0)
         await repo.release_lease(lease)
     finally:
         await repo.close()

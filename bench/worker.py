@@ -207,12 +207,26 @@ def _changed_bytes(before: dict[str, tuple[int, int, int]], after: dict[str, tup
     return sum(meta[1] for path, meta in after.items() if before.get(path) != meta)
 
 
-def _run_turns(agent: Any, turns: int, warm: int, spec: dict[str, Any] | None, counter: Any) -> dict[str, Any]:
+def _paired_turns(
+    agent: Any, bare: Any, turns: int, warm: int, spec: dict[str, Any] | None, counter: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Turns on ``agent`` (with the session manager) and ``bare`` (none) interleaved, one pair
+    per turn in alternating order, so drift in the machine's speed hits both alike; the
+    overhead is then a per-turn difference."""
     for i in range(warm):
         agent(f"warm-up prompt {i}")
+        bare(f"warm-up prompt {i}")
     directory = spec.get("dir") if spec else None
-    seconds, wchar, stored, puts, requests = [], [], [], [], []
+    seconds, wchar, stored, puts, requests, bare_seconds = [], [], [], [], [], []
+
+    def timed_bare(i: int) -> None:
+        started = time.perf_counter()
+        bare(f"Prompt {i}: what is the state of the mooring lines tonight?")
+        bare_seconds.append(time.perf_counter() - started)
+
     for i in range(turns):
+        if i % 2:
+            timed_bare(i)
         before = _tree(directory) if directory else {}
         if counter is not None:
             counter.reset()
@@ -227,17 +241,20 @@ def _run_turns(agent: Any, turns: int, warm: int, spec: dict[str, Any] | None, c
             snap = counter.snapshot()
             puts.append(snap["bytes_sent"])
             requests.append(snap["ops"])
+        if not i % 2:
+            timed_bare(i)
     out: dict[str, Any] = {"seconds": seconds, "wchar": wchar}
     if directory:
         out["stored_bytes"] = stored
     if counter is not None:
         out["put_bytes"] = puts
         out["requests"] = requests
-    return out
+    return out, {"seconds": bare_seconds}
 
 
 def job_turn(job: dict[str, Any]) -> dict[str, Any]:
-    """For each config: turns with the session manager, then the same turns without one."""
+    """For each config: turns with the session manager interleaved with the same turns on an
+    Agent holding the same messages and no session manager."""
     spec = job["store"]
     family = _family(spec)
     counter = _warm(spec, family, "window")
@@ -247,15 +264,37 @@ def job_turn(job: dict[str, Any]) -> dict[str, Any]:
         if not config.get("seeded"):
             systems.seed(spec, session_id, hist, window=cm == "window")
         agent = systems.build_agent(spec, session_id, family=family, cm=cm)
-        persisted = _run_turns(agent, job["turns"], job["warm"], spec, counter)
-        held = len(agent.messages)
-        systems.close_agent(agent)
         kept = history(hist)[-WINDOW:] if cm == "window" else history(hist)
         bare = systems.build_agent(None, "bare", family=family, cm=cm, messages=kept)
-        baseline = _run_turns(bare, job["turns"], job["warm"], None, None)
+        persisted, baseline = _paired_turns(agent, bare, job["turns"], job["warm"], spec, counter)
+        held = len(agent.messages)
+        systems.close_agent(agent)
         out.append({"hist": hist, "cm": cm, "persisted": persisted, "baseline": baseline, "held": held})
         gc.collect()
     return {"results": out}
+
+
+def job_turnfloor(job: dict[str, Any]) -> dict[str, Any]:
+    """The durable-turn floor: what a turn's durable write cannot avoid, on the same file system
+    as the file store: write + fsync of two message-sized files, then one directory fsync."""
+    directory = Path(job["dir"])
+    directory.mkdir(parents=True, exist_ok=True)
+    payloads = [b"x" * _record_bytes(i) for i in (0, 1)]
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    out = []
+    try:
+        for k in range(job["count"]):
+            started = time.perf_counter()
+            for j, payload in enumerate(payloads):
+                fd = os.open(f"t{k}-{j}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
+                os.write(fd, payload)
+                os.fsync(fd)
+                os.close(fd)
+            os.fsync(dfd)
+            out.append(time.perf_counter() - started)
+    finally:
+        os.close(dfd)
+    return {"seconds": out}
 
 
 # -- crash check -------------------------------------------------------------------------------
@@ -302,6 +341,7 @@ JOBS = {
     "restore": job_restore,
     "append": job_append,
     "turn": job_turn,
+    "turnfloor": job_turnfloor,
     "crashcheck": job_crashcheck,
 }
 

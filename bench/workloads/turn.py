@@ -1,9 +1,11 @@
 """Workload 3: per-turn persistence cost inside the agent loop, zero-latency model.
 
 Each sample is a child process that, for every (history length, conversation manager)
-config, restores a stored session and times ``agent(prompt)`` for T turns, then times the
-same turns on an Agent with no session manager holding the same in-memory messages. The
-overhead is median(with) - median(without). A turn is a prompt and a text reply (two
+config, restores a stored session and times ``agent(prompt)`` for T turns, interleaved turn
+by turn (in alternating order) with the same turns on an Agent holding the same in-memory
+messages and no session manager. The overhead of a repeat is the median of the per-turn
+differences (with - without); rows show the median and spread of that across repeats. The
+no-session turns are reported on their own too (the agent loop's cost at each history). A turn
 messages), so per turn mooring appends two messages and updates its agent record; Strands'
 file manager writes two messages (and agent.json when it changed); the snapshot manager
 (default ``save_latest_on="invocation"``) rewrites one blob holding the in-memory history.
@@ -72,11 +74,13 @@ def measure(ctx: Context, names: list[str], *, s3: bool = False) -> list[dict[st
                 continue
             for item in result["results"]:
                 entry = collected.setdefault((name, item["hist"], item["cm"]), {"overhead": [], "runs": []})
-                with_session = _median(item["persisted"]["seconds"])
-                without = _median(item["baseline"]["seconds"])
-                if with_session is not None and without is not None:
-                    entry["overhead"].append(with_session - without)
+                pairs = zip(item["persisted"]["seconds"], item["baseline"]["seconds"], strict=True)
+                paired = _median([a - b for a, b in pairs])
+                if paired is not None:
+                    entry["overhead"].append(paired)
                 entry["runs"].append(item)
+                bare = {"system": name, "hist": item["hist"], "cm": item["cm"], "seconds": item["baseline"]["seconds"]}
+                ctx.shared.setdefault("turn_bare", []).append(bare)
         log(f"  turn repeat {repeat + 1}/{repeats} done at {ctx.elapsed():.0f}s")
     return [
         _row(name, hist, cm, collected.get((name, hist, cm)), errors)
@@ -114,14 +118,55 @@ def _row(name: str, hist: int, cm: str, entry: dict[str, Any] | None, errors: di
     return row
 
 
+def floor(ctx: Context) -> dict[str, Any] | None:
+    """The durable-turn floor (two message files written and fsynced, one directory fsync) in
+    the file system of the file store; None when the file store is not available."""
+    if "mooring-file" not in ctx.available(["mooring-file"]):
+        return None
+    samples: list[float] = []
+    for repeat in range(ctx.reps(3, 1)):
+        spec = ctx.store("mooring-file", f"turn-floor-{repeat}")
+        try:
+            result = ctx.run_child({"op": "turnfloor", "dir": spec["dir"] + "-floor", "count": 5 if ctx.quick else 30})
+        except ChildError as exc:
+            log(f"  turn floor: {exc}")
+            return None
+        samples.append(_median(result["seconds"]) or 0.0)
+    return summary(samples, 1e3)
+
+
+def bare_rows(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The no-session turns of every child per SDK, history and conversation manager: ``ms`` over
+    the children's medians (the spread is between processes, as for the overhead), ``turns``
+    over every single turn."""
+    medians: dict[tuple[str, int, str], list[float]] = {}
+    pooled: dict[tuple[str, int, str], list[float]] = {}
+    for row in raw:
+        key = (systems.SYSTEMS[row["system"]].family, row["hist"], row["cm"])
+        pooled.setdefault(key, []).extend(row["seconds"])
+        median = _median(row["seconds"])
+        if median is not None:
+            medians.setdefault(key, []).append(median)
+    return [
+        {"family": f, "hist": h, "cm": c, "ms": summary(medians.get((f, h, c), []), 1e3), "turns": summary(v, 1e3)}
+        for (f, h, c), v in sorted(pooled.items())
+    ]
+
+
 def run(ctx: Context) -> dict[str, Any]:
     rows = measure(ctx, NAMES)
+    raw = ctx.shared.pop("turn_bare", [])
     return {
         "rows": rows,
+        "floor_ms": floor(ctx),
+        "bare_rows": bare_rows(raw),
         "hists": hists(ctx),
         "notes": [
-            "overhead = median time per turn with the session manager - median without one (same process, "
-            "same in-memory messages), ms; the spread is across repeats (each a fresh process).",
+            "overhead = median of per-turn differences, a turn with the session manager minus the interleaved "
+            "turn without one (same process, same in-memory messages), ms; the spread is across repeats (each "
+            "a fresh process).",
+            "durable-turn floor = write + fsync of two message-sized files and one directory fsync, same file "
+            "system as the file store; no session = the same turn on an Agent without a session manager.",
             "A turn = one prompt + one text reply. 'window' = SlidingWindowConversationManager(40) (the "
             "default of both SDKs), 'null' = NullConversationManager (the whole history in memory).",
             "bytes/turn: 'stored' = sizes of files created or rewritten by the turn; 'write()' = all bytes the "

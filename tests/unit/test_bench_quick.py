@@ -30,10 +30,12 @@ def test_quick_bench_writes_markdown_and_json(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
-    results = json.loads((tmp_path / "quick.json").read_text())
+    # --only writes its own files and never the full run's.
+    assert {p.name for p in tmp_path.iterdir()} == {"quick-only-imports-append.json", "quick-only-imports-append.md"}
+    results = json.loads((tmp_path / "quick-only-imports-append.json").read_text())
     assert results["meta"]["mode"] == "quick"
+    assert results["meta"]["only"] is True
     assert set(results["workloads"]) == {"imports", "append"}
-    assert "latest.json" not in {p.name for p in tmp_path.iterdir()}
 
     imports = results["workloads"]["imports"]
     assert "error" not in imports
@@ -49,14 +51,15 @@ def test_quick_bench_writes_markdown_and_json(tmp_path: Path) -> None:
         assert by_system[system]["ms"]["n"] >= 1
 
     targets = {t["target"]: t for t in results["targets"]}
-    assert all(t["status"] in ("met", "missed", "n/a") for t in targets.values())
-    assert targets["`import mooring` <= 1/5 of `import strands`"]["status"] != "n/a"
+    assert all(t["status"] in ("met", "missed", "n/a", "n/a (noise)") for t in targets.values())
+    assert targets["`import mooring` net time <= 1/8 of `import strands`"]["status"] not in ("n/a",)
 
-    markdown = (tmp_path / "quick.md").read_text()
+    markdown = (tmp_path / "quick-only-imports-append.md").read_text()
     assert markdown.startswith("# mooring vs strands-agents")
-    for heading in ("## Targets (issues 8 and 9)", "## 1. Append latency per message", "## 7. Cold import"):
+    for heading in ("## Targets", "## 1. Append latency per message", "## 7. Cold import"):
         assert heading in markdown
     assert "## 2. Restore time" not in markdown  # only the workloads that ran
+    assert "issue" not in markdown.lower()
 
 
 @pytest.mark.slow

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, get_type_hints, overload
 
-import pydantic
-
 from mooring.errors import ToolError
 from mooring.types import ToolResult, ToolResultContent
 
@@ -67,6 +65,9 @@ class FunctionTool:
             hints = get_type_hints(func, localns={"ToolContext": ToolContext})
         except NameError as exc:
             raise ToolError(f"tool {self.name!r}: cannot resolve a type hint: {exc}") from exc
+        # pydantic costs tens of ms to import: paid when the first tool is defined, not by `import mooring`.
+        import pydantic
+
         self._context_param: str | None = None
         fields: dict[str, Any] = {}
         for pname, param in inspect.signature(func).parameters.items():
@@ -99,6 +100,8 @@ class FunctionTool:
 
     async def invoke(self, tool_use_id: str, tool_input: Any, context: ToolContext) -> ToolResult:
         """Validate the input, run the function and wrap what it returned (or raised)."""
+        import pydantic
+
         try:
             validated = self._model.model_validate(tool_input if tool_input is not None else {})
         except pydantic.ValidationError as exc:

@@ -6,6 +6,7 @@ from mooring.agent import (
     AgentState,
     NullConversationManager,
     SlidingWindowConversationManager,
+    SummarizingConversationManager,
     ToolContext,
     tool,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "SessionNotFoundError",
     "SlidingWindowConversationManager",
     "StorageUnavailableError",
+    "SummarizingConversationManager",
     "ToolContext",
     "UnstorableContentError",
     "tool",

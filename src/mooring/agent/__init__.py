@@ -8,6 +8,7 @@ from mooring.agent.conversation import (
 )
 from mooring.agent.result import AgentResult
 from mooring.agent.state import AgentState
+from mooring.agent.summarizing import SummarizingConversationManager
 from mooring.agent.tools import FunctionTool, ToolContext, tool
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "FunctionTool",
     "NullConversationManager",
     "SlidingWindowConversationManager",
+    "SummarizingConversationManager",
     "ToolContext",
     "tool",
 ]

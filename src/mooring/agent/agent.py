@@ -162,7 +162,7 @@ class Agent:
         finally:
             try:
                 try:
-                    self.conversation_manager.apply_management(self)
+                    await self.conversation_manager.apply_management_async(self)
                 finally:
                     await self.hooks.invoke(AfterInvocation(agent=self, result=result, error=error))
             finally:
@@ -220,8 +220,11 @@ class Agent:
             assembler = StreamAssembler()
             try:
                 # The model reads the history in place (a deep copy per call cost O(history)
-                # every cycle); the Model protocol forbids changing it.
-                async for event in self.model.stream(list(self.messages), self.tool_registry.specs, self.system_prompt):
+                # every cycle); the Model protocol forbids changing it. The conversation manager
+                # fits it into the budget first; truncated tool results are copies, so what is
+                # stored keeps them whole.
+                model_input = await self.conversation_manager.prepare_model_input(self)
+                async for event in self.model.stream(model_input, self.tool_registry.specs, self.system_prompt):
                     redaction_before = assembler.redaction
                     text = assembler.feed(event)
                     yield {"event": event}
@@ -234,13 +237,14 @@ class Agent:
                 if overflow_retried:
                     raise
                 overflow_retried = True
-                self.conversation_manager.reduce_context(self, exc)
+                await self.conversation_manager.reduce_context_async(self, exc)
                 cycles -= 1
                 continue
             except Exception as exc:
                 await self.hooks.invoke(AfterModelCall(agent=self, error=exc))
                 raise
             await self.hooks.invoke(AfterModelCall(agent=self, stop_reason=assembler.stop_reason))
+            self.conversation_manager.record_usage(len(model_input), assembler.usage.get("inputTokens", 0))
             for key in usage:
                 usage[key] += assembler.usage.get(key, 0)
             message = assembler.message()

@@ -34,8 +34,11 @@ class ScriptedModel:
 
     Each response is a string (a text answer), a list of content blocks (use
     :func:`tool_call` for tool requests), a full assistant message dict, a list of raw stream
-    events (``{"events": [...]}``), or an exception instance to raise. When the script runs
-    out the model raises ``IndexError`` unless ``repeat_last=True``.
+    events (``{"events": [...]}``), or an exception instance to raise. A response may also be
+    a callable ``(messages, tool_specs, system_prompt) -> response`` that answers from what
+    it was sent (with ``repeat_last=True``, one callable makes a model that is a function of
+    its input). When the script runs out the model raises ``IndexError`` unless
+    ``repeat_last=True``.
 
     Example::
 
@@ -84,6 +87,8 @@ class ScriptedModel:
             )
         )
         response = self._next()
+        if callable(response) and not isinstance(response, BaseException):
+            response = response(list(messages), list(tool_specs or []), system_prompt)
         if isinstance(response, BaseException):
             raise response
         if isinstance(response, dict) and "events" in response:

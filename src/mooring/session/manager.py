@@ -355,6 +355,15 @@ class RepositorySessionManager(SessionManager):
             if record is not None:
                 await self._restore(tracked, record, reload=True)
             return
+        if (
+            record is not None
+            and record.version != tracked.version
+            and record.conversation_manager_state != tracked.synced_cm_state
+        ):
+            # Another process moved the window (a summary, a trim, a new token count): adopt
+            # its conversation-manager state rather than summarizing the same range again.
+            await self._restore(tracked, record, reload=True)
+            return
         if head > tracked.next_id:
             new = await self._read_range(agent.agent_id, tracked.next_id, head)
             agent.messages.extend(r.to_message(copy_message=False) for r in new)
@@ -523,10 +532,22 @@ class RepositorySessionManager(SessionManager):
             )
             try:
                 stored = await self.repository.update_agent(self.session_id, record, expected_version=tracked.version)
-            except ConflictError:
+            except ConflictError as exc:
                 current = await self.repository.read_agent(self.session_id, agent.agent_id)
                 if current is None:
                     raise
+                if (
+                    current.conversation_manager_state != tracked.synced_cm_state
+                    and cm_state != tracked.synced_cm_state
+                ):
+                    # Both sides moved the conversation-manager state (a lease lost mid-turn):
+                    # writing ours would put a second summary over the same range.
+                    tracked.diverged = True
+                    raise ConflictError(
+                        f"session {self.session_id!r}, agent {agent.agent_id!r}: another process changed the "
+                        "conversation manager's state during this turn; this turn's change was not stored",
+                        version=current.version,
+                    ) from exc
                 agent.state.merge_from(current.state)
                 tracked.version = current.version
                 continue

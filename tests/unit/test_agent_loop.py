@@ -189,7 +189,7 @@ def test_sync_call_works_inside_a_running_loop() -> None:
     assert asyncio.run(notebook_cell()) == "from inside"
 
 
-def test_context_overflow_trims_and_retries_once() -> None:
+def test_context_overflow_trims_and_retries_while_the_context_can_shrink() -> None:
     from mooring import SlidingWindowConversationManager
 
     history: Any = []
@@ -206,13 +206,14 @@ def test_context_overflow_trims_and_retries_once() -> None:
     assert len(model.calls[1].messages) < len(model.calls[0].messages)
     assert model.calls[1].messages[0]["role"] == "user"
 
-    twice = Agent(
-        model=ScriptedModel([ContextWindowOverflowError("a"), ContextWindowOverflowError("b")]),
-        messages=history,
-        callback_handler=None,
-    )
+    always = ScriptedModel([ContextWindowOverflowError("a")], repeat_last=True)
+    never_fits = Agent(model=always, messages=history, callback_handler=None)
     with pytest.raises(ContextWindowOverflowError):
-        twice("again")
+        never_fits("again")
+    # Each retry was sent less, and the retries are bounded.
+    sizes = [len(call.messages) for call in always.calls]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)
+    assert 2 <= len(always.calls) <= 5
 
 
 def test_a_failed_model_call_takes_the_prompt_back() -> None:

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT: Any = object()
 
+#: Context-window overflows one model call may recover from before the error is raised.
+MAX_OVERFLOW_RETRIES = 4
+
 #: Text of the assistant message that closes a turn which never got its answer (a crash or an
 #: error mid-turn), so the conversation stays a valid user/assistant alternation.
 INTERRUPTED_TEXT = "[mooring] The previous invocation stopped before this turn was answered."
@@ -207,7 +210,7 @@ class Agent:
 
     async def _cycle_loop(self) -> AsyncIterator[dict[str, Any]]:
         cycles = 0
-        overflow_retried = False
+        overflows = 0
         usage = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
         while True:
             cycles += 1
@@ -234,9 +237,11 @@ class Agent:
                         await self._redact_latest_user_message(assembler.redaction)
             except ContextWindowOverflowError as exc:
                 await self.hooks.invoke(AfterModelCall(agent=self, error=exc))
-                if overflow_retried:
+                # Each overflow makes the context smaller (truncated results first, then a
+                # summary or a trim); a manager that cannot reduce it any further re-raises.
+                overflows += 1
+                if overflows > MAX_OVERFLOW_RETRIES:
                     raise
-                overflow_retried = True
                 await self.conversation_manager.reduce_context_async(self, exc)
                 cycles -= 1
                 continue

@@ -33,6 +33,7 @@ from mooring.session import export, ops
 from mooring.session.records import MessageRecord
 from mooring.session.repository import SessionRepository
 from mooring.session.url import default_store_url, open_repository
+from mooring.types import text_of
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -219,6 +220,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 out.rule(f"agent {agent['agent_id']} · {head} messages", align="left")
                 if agent["state"]:
                     out.print(Text("state: ", style="dim") + Text(_json_line(agent["state"])))
+                _print_context(out, agent["conversation_manager_state"])
                 start, end = _window(head, args)
                 if end - start < head:
                     shown = f"messages {start}..{end - 1}" if end > start else "no messages"
@@ -232,6 +234,17 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
 
     return _run(body, _existing_store(args.store))
+
+
+def _print_context(out: Console, cm_state: dict[str, Any]) -> None:
+    """What the conversation manager keeps in front of the stored window (its summary, pins)."""
+    removed, summary = cm_state.get("removed_message_count"), cm_state.get("summary_message")
+    if isinstance(removed, int) and removed > 0:
+        pins = f", after {len(cm_state['pinned_messages'])} pinned" if cm_state.get("pinned_messages") else ""
+        rest = ", and a summary of the rest" if isinstance(summary, dict) else ""
+        out.print(Text(f"(the model sees messages {removed}.. of these{pins}{rest})", style="dim"))
+    if isinstance(summary, dict):
+        out.print(Text("summary: ", style="dim") + Text(text_of(summary)))
 
 
 def _json_line(value: Any) -> str:
@@ -507,6 +520,11 @@ def add_parser(commands: Any, common: argparse.ArgumentParser, make: Callable[..
     window = p.add_mutually_exclusive_group()
     window.add_argument("--tail", type=int, metavar="N", help="only the last N messages of each agent")
     window.add_argument("--limit", type=int, metavar="N", help="only the first N messages of each agent")
+    window.add_argument(
+        "--all",
+        action="store_true",
+        help="every stored message, those a conversation manager trimmed or summarized included (the default)",
+    )
 
     p = verb(
         "export",

@@ -37,3 +37,33 @@ class EchoStrandsModel(OfflineStrandsModel):
         yield {
             "metadata": {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 1}}
         }
+
+
+class SummarizingStrandsModel(OfflineStrandsModel):
+    """Echoes prompts, overflows past ``limit`` messages, and answers summarization requests."""
+
+    def __init__(self, limit: int = 12) -> None:
+        self.limit = limit
+        self.calls: list[Any] = []
+
+    async def stream(
+        self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        from strands.types.exceptions import ContextWindowOverflowException
+
+        self.calls.append({"messages": [dict(m) for m in messages], "system_prompt": system_prompt})
+        if system_prompt is None and len(messages) > self.limit:
+            raise ContextWindowOverflowException("too many messages for this test model")
+        if system_prompt is not None:
+            prompts = [b["text"] for m in messages[:-1] for b in m["content"] if "text" in b and m["role"] == "user"]
+            text = f"Strands summary of {len(prompts)} user texts, first {prompts[0]!r}"
+        else:
+            text = "echo: " + "".join(block.get("text", "") for block in messages[-1]["content"])
+        yield {"messageStart": {"role": "assistant"}}
+        yield {"contentBlockStart": {"start": {}}}
+        yield {"contentBlockDelta": {"delta": {"text": text}}}
+        yield {"contentBlockStop": {}}
+        yield {"messageStop": {"stopReason": "end_turn"}}
+        yield {
+            "metadata": {"usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2}, "metrics": {"latencyMs": 1}}
+        }

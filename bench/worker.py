@@ -343,6 +343,7 @@ JOBS = {
     "turn": job_turn,
     "turnfloor": job_turnfloor,
     "crashcheck": job_crashcheck,
+    "summarizing": lambda job: importlib.import_module("bench.workloads.summarizing").job(job),
 }
 
 

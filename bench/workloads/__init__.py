@@ -15,5 +15,6 @@ REGISTRY: dict[str, str] = {
     "concurrency": "Same-session concurrency",
     "crash": "Crash trials (kill -9)",
     "imports": "Cold import",
+    "summarizing": "Summarized sessions: restore time and bytes read at 100 vs 2,000 turns",
 }
 NAMES = list(REGISTRY)

@@ -61,6 +61,7 @@ COVERED = {
     "custom_repository.py",
     "two_processes.py",
     "cli_sessions.py",
+    "long_conversation.py",
 }
 
 
@@ -214,3 +215,13 @@ def test_cli_sessions_lists_shows_and_exports(tmp_path: Path) -> None:
     export = (tmp_path / "cli-demo.jsonl").read_text(encoding="utf-8").splitlines()
     assert '"mooring-export"' in export[0]
     assert len(export) > 6
+
+
+def test_long_conversation_stays_in_budget_and_keeps_every_message(tmp_path: Path) -> None:
+    out = ok(run_example("long_conversation.py", "--turns", "40", cwd=tmp_path))
+    assert "stored messages: 162 (none deleted)" in out
+    assert "pinned opening: 'Task: review the server logs day by day and report slow requests.'" in out
+    assert "summary: '[offline model]" in out
+    largest = int(out.split("largest input the model reported: ")[1].split(" ")[0])
+    assert 0 < largest <= 6000
+    assert "after a restart the model would see the same context: True" in out

@@ -8,6 +8,7 @@ agent's tools it calls that tool, with arguments taken from the prompt.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -45,7 +46,8 @@ class OfflineModel:
         system_prompt: str | None = None,
     ) -> AsyncIterator[StreamEvent]:
         reply = self._reply(list(messages), list(tool_specs or []))
-        prompt_chars = sum(len(text_of(m)) for m in messages)
+        # Counted like a provider would: everything sent (tool results, specs, system prompt).
+        prompt_chars = len(json.dumps([list(messages), list(tool_specs or []), system_prompt], default=str))
         out_chars = len(str(reply))
         usage = {"inputTokens": prompt_chars // 4, "outputTokens": out_chars // 4}
         usage["totalTokens"] = usage["inputTokens"] + usage["outputTokens"]

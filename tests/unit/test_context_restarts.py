@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,3 +108,46 @@ def test_a_long_tool_heavy_conversation_stays_under_the_budget_on_every_call(
     assert not over, f"{len(over)} calls over the budget, first {over[0]}"
     # Without the manager the same conversation would be far over: the budget did the work.
     assert manager.removed_message_count > 4 * turns - 200
+
+
+CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path[:0] = [sys.argv[4], sys.argv[5]]
+from test_context_restarts import MANAGERS, _agent
+from helpers.conversation_models import call_hash, tool_model
+
+model = tool_model()
+agent = _agent(Path(sys.argv[1]), model, MANAGERS["summarizing"]())
+for turn in range(int(sys.argv[2]), int(sys.argv[3])):
+    agent(f"turn {turn}")
+print(json.dumps([call_hash(call) for call in model.calls]))
+"""
+
+
+def test_real_process_restarts_change_nothing(tmp_path: Path) -> None:
+    steady = _run(tmp_path / "steady", MANAGERS["summarizing"], 45, restart=False)
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    tests = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(tests.parent / "src")}
+    restarted: list[str] = []
+    for first in range(0, 45, 15):
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(script),
+                str(tmp_path / "restarted"),
+                str(first),
+                str(first + 15),
+                str(tests),
+                str(tests / "unit"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=True,
+        ).stdout
+        restarted += json.loads(out.strip().splitlines()[-1])
+    assert restarted == steady

@@ -130,8 +130,13 @@ class ConversationManager(ABC):
         return view
 
     def record_usage(self, messages_sent: int, input_tokens: int) -> None:
-        """The provider's input-token count for a call that was sent ``messages_sent`` messages."""
-        self._usage = (messages_sent, input_tokens) if input_tokens > 0 else None
+        """The provider's input-token count for a call that was sent ``messages_sent`` messages.
+
+        Kept (and stored with the manager state, so a restart counts the same) only when there
+        is a budget to count against.
+        """
+        if self.max_context_tokens is not None:
+            self._usage = (messages_sent, input_tokens) if input_tokens > 0 else None
 
     async def _fit(self, agent: Agent, view: list[Message]) -> bool:
         """Make the context smaller; returns whether anything changed."""
@@ -176,9 +181,10 @@ class ConversationManager(ABC):
         base = fixed_chars(agent.system_prompt, agent.tool_registry.specs) + sum(message_chars(m) for m in view[:front])
         remaining = sum(sizes)
         best: int | None = None
+        pins = self._first_cut(agent)
         for cut in range(1, len(window)):
             remaining -= sizes[cut - 1]
-            if cut < self._first_cut(agent) or not is_valid_start(window, cut):
+            if cut < pins or not is_valid_start(window, cut):
                 continue
             best = cut
             if self._estimate(base + remaining, per_token) <= self.max_context_tokens:

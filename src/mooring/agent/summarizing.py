@@ -133,6 +133,8 @@ class SummarizingConversationManager(ConversationManager):
                     agent.messages.insert(front, summary)
                 self.summary_message = summary
                 return True
+        elif self.summary_message is not None or self.removed_message_count:
+            logger.info("agent_id=<%s> | nothing more to summarize; trimming the window", agent.agent_id)
         if self.max_context_tokens is not None:
             return self._trim_to_budget(agent, view)
         return self._trim_half(agent)

@@ -56,6 +56,9 @@ REASONS = {
     "serialise on it and wait (polling) for each other, where Strands' writers do not coordinate at all",
     "concurrency-s3": "every lease acquire and release is a conditional PUT through moto's HTTP server, and a "
     "waiter polls the lease object while the holder's turn runs",
+    "summarized-restore": "a summarized restore reads the agent record and the messages after "
+    "removed_message_count; growth means the window itself grew (a larger summary or more kept messages) "
+    "or messages before the offset were read",
     "concurrency": "lost or failed turns under the lease protocol are a bug: see the failures column",
 }
 
@@ -340,6 +343,18 @@ def _concurrency_targets(v: Verdicts, results: dict[str, Any]) -> None:
     v.add("concurrency", "concurrency", target, measured, not bad)
 
 
+def _summarizing_targets(v: Verdicts, results: dict[str, Any]) -> None:
+    rows = {r["turns"]: r for r in _rows(results, "summarizing") if "restore_ms" in r}
+    for field, what, unit, slack in (("restore_ms", "time", "ms", 0.5), ("bytes_read", "bytes read", "B", 200.0)):
+        target = f"summarized restore {what} flat from 100 to 2,000 turns"
+        small, large = (_med(rows[n][field]) if n in rows else None for n in (100, 2000))
+        if small is None or large is None:
+            v.add("summarizing", "summarized-restore", target, None, None)
+            continue
+        measured = f"{small:,.2f} {unit} @100 vs {large:,.2f} {unit} @2,000"
+        v.add("summarizing", "summarized-restore", target, measured, _flat(small, large, slack))
+
+
 def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     v = Verdicts()
     _turn_targets(v, results)
@@ -347,4 +362,5 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     _s3_targets(v, results)
     _import_targets(v, results)
     _concurrency_targets(v, results)
+    _summarizing_targets(v, results)
     return v.items

@@ -77,9 +77,22 @@ def test_every_workload_runs_in_quick_mode(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "quick.json").read_text())
-    assert set(results["workloads"]) == {"append", "restore", "turn", "s3", "concurrency", "crash", "imports"}
+    assert set(results["workloads"]) == {
+        "append",
+        "restore",
+        "turn",
+        "s3",
+        "concurrency",
+        "crash",
+        "imports",
+        "summarizing",
+    }
     for name, workload in results["workloads"].items():
         assert "error" not in workload, (name, workload.get("error"))
     # Nothing is lost under concurrency on any mooring backend, in the smoke run too.
     lost = [row for row in results["workloads"]["concurrency"]["rows"] if row["system"].startswith("mooring")]
     assert lost and all(row.get("lost_turns", 0) == 0 for row in lost), lost
+    # The summarized sessions restore only their window, at both sizes of the smoke run.
+    summarized = results["workloads"]["summarizing"]["rows"]
+    assert [row["turns"] for row in summarized] == [100, 400]
+    assert all(row["window"] < row["stored_messages"] / 4 and row["bytes_read"]["median"] > 0 for row in summarized)

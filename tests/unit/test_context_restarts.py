@@ -17,6 +17,7 @@ from mooring import (
     SlidingWindowConversationManager,
     SummarizingConversationManager,
 )
+from mooring._sync import run_sync
 from mooring.agent.conversation import ConversationManager
 from mooring.models import ScriptedModel
 from mooring.session import FileSessionManager
@@ -49,10 +50,19 @@ def _run(storage: Path, make: Callable[[], ConversationManager], turns: int, *, 
     agent: Agent | None = None
     for turn in range(turns):
         if agent is None or restart:
+            if agent is not None:
+                _close(agent)  # the "process" ends: its store handles go with it
             models.append(tool_model())
             agent = _agent(storage, models[-1], make())
         agent(f"turn {turn}")
+    if agent is not None:
+        _close(agent)
     return [call_hash(call) for model in models for call in model.calls]
+
+
+def _close(agent: Agent) -> None:
+    assert isinstance(agent.session_manager, FileSessionManager)
+    run_sync(agent.session_manager.repository.close())
 
 
 def _check_restarts_change_nothing(tmp_path: Path, name: str, turns: int) -> None:

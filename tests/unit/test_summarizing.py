@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mooring import Agent, SlidingWindowConversationManager, SummarizingConversationManager
+from mooring._sync import run_sync
 from mooring.agent.budget import TRUNCATION_MARKER, chars_per_token
 from mooring.cli import main
 from mooring.errors import ConfigurationError, ContextWindowOverflowError, ModelError
@@ -186,6 +187,8 @@ def test_pins_survive_restores_on_the_sliding_window(tmp_path: Path) -> None:
     agent = _agent(tmp_path, tool_model(), manager())
     agent("turn 0")
     for turn in range(1, 20):
+        assert isinstance(agent.session_manager, FileSessionManager)
+        run_sync(agent.session_manager.repository.close())  # a restart: the old handles go
         agent = _agent(tmp_path, tool_model(), manager())
         agent(f"turn {turn}")
         assert agent.messages[0]["content"][0]["text"] == "turn 0"

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from mooring._json import loads
 from mooring.errors import ConfigurationError, CorruptRecordError, StorageUnavailableError
 
 _CHUNK = 1 << 16
@@ -136,7 +137,7 @@ def publishing(dfd: int, name: str, st: os.stat_result, fd: int | None = None) -
 
 def parse(raw: bytes, where: str | Callable[[], str]) -> Any:
     try:
-        return json.loads(raw)
+        return loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptRecordError(f"{_where(where)} is corrupt or truncated ({len(raw)} bytes): {exc}") from exc
 

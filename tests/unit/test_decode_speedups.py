@@ -88,7 +88,7 @@ def test_a_failed_decode_resumes_the_collector_and_names_the_file(tmp_path: Path
         await repo.append_messages("s", "a", records)
         target = tmp_path / "session_s" / "agents" / "agent_a" / "messages" / "message_260.json"
         target.write_text('{"message": ')
-        with pytest.raises(Exception, match="message_260.json"):
+        with pytest.raises(Exception, match=r"message_260\.json"):
             await repo.read_messages("s", "a")
         assert gc.isenabled()
         assert len(await repo.read_messages("s", "a", 0, 260)) == 260

@@ -161,6 +161,16 @@ def exists(dfd: int, name: str) -> bool:
     return stat.S_ISREG(st.st_mode)
 
 
+def occupied(dfd: int, name: str) -> bool:
+    """Whether anything holds ``name`` (a regular file, or a symlink or directory the read of it
+    will refuse): an id the head probe must count as taken, since an append there would fail."""
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def write_temp(dfd: int, payload: bytes, durable: bool) -> str:
     """Write ``payload`` to a fresh uniquely named temp file in ``dfd``; returns its name."""
     name = f"{TEMP_PREFIX}{uuid.uuid4().hex}.tmp"

@@ -306,7 +306,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             os.close(mfd)
 
     def _head(self, mfd: int, hint: int | None) -> int:
-        return find_head(lambda i: _fs.exists(mfd, message_name(i)), hint)
+        return find_head(lambda i: _fs.occupied(mfd, message_name(i)), hint)
 
     def _message_head(self, session_id: str, agent_id: str, hint: int | None) -> int:
         try:

@@ -20,32 +20,29 @@ NOISE = "n/a (noise)"
 # Likely reason and what would close the gap, shown when a target is missed.
 REASONS = {
     "turn-vs-strands": "per turn mooring takes the lease (a flock on the session's lock file), re-reads the "
-    "head and the agent record, appends the prompt and the reply in one batch (a write and fsync per "
-    "message file, one directory fsync) and compare-and-sets the agent record (another file and directory "
-    "fsync); Strands writes its message files without any fsync, so the fsyncs alone can exceed its whole "
+    "head and the agent record, and appends the prompt and the reply in one batch (a write and fsync per "
+    "message file, one directory fsync; the agent record is rewritten only every 24 messages of plain turns); "
+    "Strands writes its message files without any fsync, so the fsyncs alone can exceed its whole "
     "overhead; the durability=none row is the like-for-like comparison",
-    "turn-floor": "on top of the floor's fsyncs mooring makes the agent record's compare-and-set durable "
-    "(a third file fsync and a second directory fsync) and does the Python work of the lease, the catch-up "
-    "read and JSON encoding; committing the agent record with the turn's messages would remove one durable write",
-    "turn-none": "without fsyncs the turn still takes the lease, re-reads the head and the agent record, writes "
-    "each message to a temp file and links it, and rewrites the agent record: more syscalls than Strands' two "
-    "plain writes",
-    "turn-sqlite": "per turn SQLite commits several transactions (the lease row taken, the message batch in one "
-    "BEGIN IMMEDIATE with its head check, the agent record's compare-and-set, the lease released), each with "
-    "synchronous=FULL, i.e. a WAL fsync; Strands' file writes are never synced; fewer commits per turn would close it",
+    "turn-floor": "a plain turn makes exactly the floor's fsyncs; the rest is the Python work of the lease, "
+    "the catch-up read of the head and the agent record, the temp-file-and-link publication and JSON "
+    "encoding, plus the agent record's durable rewrite every 24 messages",
+    "turn-none": "without fsyncs the turn still takes the lease, re-reads the head and the agent record, and "
+    "writes each message to a temp file and links it: more syscalls than Strands' two plain writes",
+    "turn-sqlite": "per turn SQLite commits the lease row taken and released (unsynced) and the message batch "
+    "in one BEGIN IMMEDIATE with its head check (synchronous=FULL, one WAL fsync); Strands' file writes are "
+    "never synced",
     "turn-flat": "the values beside it locate the growth: when durability=none stays flat it is in the fsyncs "
     "(disk latency varies on a shared machine), and when the no-session turn grows as well it is in the agent "
     "loop rather than in persistence",
     "bare-turn": "the loop's only per-turn work that depends on the history is handing the model a shallow copy "
     "of the message list (O(N) pointers); the rest of any growth is the cyclic GC walking a larger heap of "
     "message dicts; a profile of the @2,000 turn would tell which",
-    "full-linear": "the cyclic GC: every decoded message is a tree of dicts and lists the collector tracks, "
-    "and its passes over the growing heap make each message cost more as N grows (in-process, with the GC "
-    "disabled during the restore, SQLite's 50k/10k ratio fell from about 6x to under 5x); freezing or "
-    "pausing the collector while the history is decoded would close most of it",
+    "full-linear": "the cyclic collector is paused while a range is decoded; what growth is left is the "
+    "allocator and page faults of a larger heap in a fresh process",
     "snapshot-full": "the snapshot is one document decoded by one json.loads in C; mooring decodes every message "
-    "record separately (its own json.loads and record object), whatever the backend; decoding rows in bulk, "
-    "or compacting old messages into segments, would close it",
+    "record separately (an orjson parse and a record object each: about 1 + 1.3 us a message, plus the "
+    "rows' fetch); compacting old messages into segments would close it",
     "snapshot-window": "the snapshot's window is one small file; mooring reads the agent record, probes the "
     "head and reads the 40 window messages (and keeps the whole history, which the snapshot does not)",
     "s3-window": "restore GETs the agent record, then the window object and one probe past its head; a slower "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import threading
 from collections.abc import Coroutine
@@ -18,6 +17,8 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     calling sync code) the coroutine runs on a fresh loop in a helper thread, since the
     current loop cannot be re-entered.
     """
+    import asyncio  # here, not at module level: `import mooring` does not load asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

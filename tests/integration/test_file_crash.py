@@ -33,9 +33,16 @@ def slow_step(n: int) -> int:
     state.set("steps", int(state.get("steps") or 0) + 1)
     return n
 
+# "tools": every turn calls a tool that changes agent.state (the agent record is written
+# each turn); "plain": four turns in five are a bare answer (only messages are written, the
+# agent record trails them).
+plain = sys.argv[2] == "plain"
 script = []
 for i in range(10_000):
-    script += [[tool_call("slow_step", {"n": i})], f"answer {i}"]
+    if plain and i % 5:
+        script.append(f"answer {i}")
+    else:
+        script += [[tool_call("slow_step", {"n": i})], f"answer {i}"]
 agent = Agent(model=ScriptedModel(script, delay=0.0005), agent_id="worker", tools=[slow_step], callback_handler=None,
               session_manager=FileSessionManager(session_id="crashy", storage_dir=sys.argv[1]))
 print("ready", flush=True)
@@ -66,7 +73,8 @@ def _valid_alternation(messages: list[dict]) -> bool:
 
 
 @pytest.mark.slow
-def test_one_hundred_kill_nine_trials(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["tools", "plain"])
+def test_one_hundred_kill_nine_trials(tmp_path: Path, mode: str) -> None:
     rng = random.Random(20261126)
     store = tmp_path / "store"
     script = tmp_path / "child.py"
@@ -74,7 +82,7 @@ def test_one_hundred_kill_nine_trials(tmp_path: Path) -> None:
     trials = int(os.environ.get("MOORING_CRASH_TRIALS", "100"))
     repaired = 0
     for trial in range(trials):
-        child = subprocess.Popen([sys.executable, str(script), str(store)], stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen([sys.executable, str(script), str(store), mode], stdout=subprocess.PIPE, text=True)
         try:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == "ready"
@@ -94,6 +102,9 @@ def test_one_hundred_kill_nine_trials(tmp_path: Path) -> None:
         if any(m["content"][0].get("text", "").startswith("[mooring]") for m in agent.messages[-1:]):
             repaired += 1
         assert _valid_alternation(agent.messages), f"trial {trial}: restored history is not a valid conversation"
+        # The window (40 by default) holds, whether the agent record was current or trailing: at
+        # most the window a turn started from and that turn (4 messages, closed by the repair).
+        assert len(agent.messages) <= 40 + 4, f"trial {trial}: restored {len(agent.messages)} messages"
         assert str(agent(f"check {trial}")) == f"after crash {trial}"
 
         head = len(list((store / "session_crashy" / "agents" / "agent_worker" / "messages").glob("message_*.json")))

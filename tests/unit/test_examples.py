@@ -192,7 +192,8 @@ def test_custom_repository_runs_an_agent_and_logs_its_writes(tmp_path: Path) -> 
     out = ok(run_example("custom_repository.py", cwd=tmp_path))
     assert "The capital of Italy is Rome." in out
     assert "append_messages audited-session/assistant [0, 1]" in out
-    assert "update_agent audited-session/assistant v1" in out
+    # A plain turn writes only its messages; the agent record's advisory fields may trail.
+    assert "update_agent" not in out
 
 
 def test_custom_repository_passes_the_contract_suite(tmp_path: Path) -> None:

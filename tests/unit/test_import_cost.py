@@ -1,4 +1,5 @@
-"""`import mooring` leaves pydantic unimported until a tool is defined."""
+"""`import mooring` leaves pydantic unimported until a tool is defined, and asyncio (and
+orjson) until the first call that needs them."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ SCRIPT = """
 import sys
 import mooring
 assert not [m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')], 'pydantic imported'
+assert 'asyncio' not in sys.modules, 'asyncio imported'
+assert 'orjson' not in sys.modules, 'orjson imported'
 
 @mooring.tool
 def add(a: int, b: int) -> int:
@@ -21,6 +24,8 @@ def add(a: int, b: int) -> int:
 
 assert 'pydantic' in sys.modules
 assert add.spec['inputSchema']['json']['properties']['a']['type'] == 'integer'
+agent = mooring.Agent(model=mooring.models.ScriptedModel(['hi']), callback_handler=None)
+assert str(agent('hello')) == 'hi' and 'asyncio' in sys.modules
 print('ok')
 """
 

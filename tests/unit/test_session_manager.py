@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mooring import Agent, SlidingWindowConversationManager
+from mooring import Agent, SlidingWindowConversationManager, ToolContext, tool
 from mooring._ids import validate_id
 from mooring.agent.agent import INTERRUPTED_TEXT
 from mooring.errors import (
@@ -24,7 +24,7 @@ from mooring.errors import (
     LeaseTimeoutError,
     ModelError,
 )
-from mooring.models import ScriptedModel
+from mooring.models import ScriptedModel, tool_call
 from mooring.session import (
     FileSessionManager,
     FileSessionRepository,
@@ -340,20 +340,27 @@ def test_a_state_change_during_the_record_write_is_not_lost() -> None:
 
         async def update_agent(self, session_id: str, agent: Any, *, expected_version: int) -> Any:
             if self.agent is not None:
-                self.agent.state.set("late", True)  # as a tool thread could while the write is awaited
-                self.agent = None
+                target, self.agent = self.agent, None
+                target.state.set("late", True)  # as a tool thread could while the write is awaited
             return await super().update_agent(session_id, agent, expected_version=expected_version)
 
+    @tool
+    def mark(tool_context: ToolContext) -> str:
+        """Mark the state, so the turn writes the agent record."""
+        tool_context.agent.state.set("marked", True)
+        return "marked"
+
     repo = SetsStateMidWrite()
-    one = quiet_agent(RepositorySessionManager("midwrite", repo), ["r1", "r3"])
+    one = quiet_agent(RepositorySessionManager("midwrite", repo), [[tool_call("mark")], "r1", "r3"], tools=[mark])
     two = quiet_agent(RepositorySessionManager("midwrite", repo), ["r2"])
     repo.agent = one
     one("q1")
+    assert repo.agent is None  # the record write happened, and "late" was set during it
     two.state.set("from_two", 2)
     two("q2")
     one("q3")  # catches up on two's record: "late" was never stored, so it must stay pending
     stored = asyncio.run(repo.read_agent("midwrite", "default"))
-    assert stored is not None and stored.state == {"late": True, "from_two": 2}
+    assert stored is not None and stored.state == {"marked": True, "late": True, "from_two": 2}
 
 
 def test_a_truncation_elsewhere_is_picked_up() -> None:

@@ -25,6 +25,7 @@ from mooring.session import (
 )
 from mooring.session._placeholder import LOST_TOOL_NAME
 from mooring.session.backends.file.repair import FileStoreInspector, inspector_for
+from mooring.session.records import ADVISORY_LAG
 from mooring.session.verify import Problem, VerifyReport, verify_session, verify_store
 from mooring.types import Message
 
@@ -164,8 +165,9 @@ def test_a_stale_head_hint_is_corrected_on_a_file_store(store: Path) -> None:
 
 def test_a_stale_head_hint_is_corrected_through_the_contract_alone() -> None:
     repository = InMemorySessionRepository()
-    before = converse(RepositorySessionManager("s1", repository))
-    run(_set_hint(repository, 2))
+    turns = [(f"question {i}", f"answer {i}") for i in range(ADVISORY_LAG)]
+    before = converse(RepositorySessionManager("s1", repository), turns)
+    run(_set_hint(repository, ADVISORY_LAG - 1))  # trailing by more than a plain turn leaves it
 
     report = run(verify_session(repository, "s1"))
     [mismatch] = report.problems

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import threading
@@ -259,6 +258,8 @@ class Agent:
             if assembler.stop_reason == "tool_use" and uses:
                 for use in uses:
                     yield {"tool_use": use}
+                import asyncio  # imported by the first call, as in mooring._sync
+
                 results = await asyncio.gather(*(self._run_tool(use) for use in uses))
                 for tool_result in results:
                     yield {"tool_result": tool_result}

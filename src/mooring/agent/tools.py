@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import json
@@ -113,6 +112,8 @@ class FunctionTool:
             if self.is_async:
                 value = await self.func(**kwargs)
             else:
+                import asyncio  # imported by the first call, as in mooring._sync
+
                 value = await asyncio.to_thread(self.func, **kwargs)
         except Exception as exc:
             return error_result(tool_use_id, f"tool {self.name!r} failed: {type(exc).__name__}: {exc}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import itertools
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -105,5 +104,7 @@ class ScriptedModel:
             events = message_to_events(message, chunk_size=self.chunk_size)
         for event in events:
             if self.delay:
+                import asyncio  # imported by the first call, as in mooring._sync
+
                 await asyncio.sleep(self.delay)
             yield event

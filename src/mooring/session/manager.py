@@ -12,7 +12,16 @@ and the agent in step, following the concurrency protocol:
   applied before the first write, a crash mid-call leaves no unanswered prompt behind, and
   a plain turn costs one append);
 - on ``AfterInvocation``: write the agent record (compare-and-set, merging other processes'
-  state keys), then release the lease, also when the invocation failed.
+  state keys) if it changed in more than its advisory fields, then release the lease, also
+  when the invocation failed.
+
+The advisory fields are the head hint (``next_message_id``) and the conversation manager's
+``removed_message_count``. The last message record of every append carries the count current
+when it was written (``window_start``), so a restore finds the exact window from the messages
+even when the agent record trails them, and a plain turn is one durable write: its messages.
+The agent record is rewritten once the hint or the count trails by ``ADVISORY_LAG`` messages,
+which bounds how many extra messages a restore (or a Strands reader, which only sees the agent
+record) reads.
 """
 
 from __future__ import annotations
@@ -45,7 +54,14 @@ from mooring.errors import (
     UnstorableContentError,
 )
 from mooring.session._threaded import RENEWER_TASK_NAME
-from mooring.session.records import AgentRecord, MessageRecord, MultiAgentRecord, SessionRecord
+from mooring.session.records import (
+    ADVISORY_LAG,
+    WINDOW_START,
+    AgentRecord,
+    MessageRecord,
+    MultiAgentRecord,
+    SessionRecord,
+)
 from mooring.session.repository import Lease, SessionRepository
 from mooring.types import Message, tool_result_ids, tool_uses
 
@@ -89,12 +105,19 @@ class _Tracked:
     in_invocation: bool = False
     synced_cm_state: dict[str, Any] | None = None
     synced_head: int = -1
+    #: (head, removed_message_count) that this process's last append left on its last message.
+    carried: tuple[int, int] | None = None
     #: A write failed, so memory may hold messages the store does not: reload before the next turn.
     diverged: bool = False
 
 
 def _is_prompt(message: Message) -> bool:
     return message["role"] == "user" and not tool_result_ids(message)
+
+
+def _is_answer(message: Message) -> bool:
+    """An assistant message that calls no tool: the last message of a turn."""
+    return message["role"] == "assistant" and not tool_uses(message)
 
 
 class RepositorySessionManager(SessionManager):
@@ -191,7 +214,7 @@ class RepositorySessionManager(SessionManager):
                 if record is None:
                     raise
             else:
-                tracked = _Tracked(agent=agent, next_id=0, version=stored.version)
+                tracked = _Tracked(agent=agent, next_id=0, version=stored.version, synced_head=0)
                 tracked.synced_cm_state = fresh.conversation_manager_state
                 self._tracked[agent.agent_id] = tracked
                 agent.state.set_change_listener(lambda: self._state_changed(tracked))
@@ -246,8 +269,17 @@ class RepositorySessionManager(SessionManager):
             head_hint=record.next_message_id,
         )
         start = min(agent.conversation_manager.removed_message_count, head)
-        agent.conversation_manager.removed_message_count = start
         self._check_dense(agent.agent_id, records, start, head)
+        carried: Any = records[-1].extra.get(WINDOW_START) if records else None
+        if type(carried) is int and 0 <= carried <= head and record.next_message_id < head:
+            # The last message was written after the agent record (whose advisory fields trail,
+            # see ADVISORY_LAG) and knows the writer's window exactly.
+            if carried >= start:
+                records = records[carried - start :]
+            else:
+                records = await self._read_range(agent.agent_id, carried, start) + records
+            start = carried
+        agent.conversation_manager.removed_message_count = start
         if agent.messages and not reload:
             logger.warning(
                 "session_id=<%s>, agent_id=<%s> | the stored conversation replaces the %d messages given to the Agent",
@@ -262,6 +294,7 @@ class RepositorySessionManager(SessionManager):
         tracked.extra = record.extra
         tracked.synced_cm_state = record.conversation_manager_state
         tracked.synced_head = record.next_message_id
+        tracked.carried = (head, start) if start == carried else None
         logger.debug(
             "session_id=<%s>, agent_id=<%s> | restored messages %d..%d",
             self.session_id,
@@ -375,8 +408,9 @@ class RepositorySessionManager(SessionManager):
 
     async def _on_message_added(self, event: MessageAdded) -> None:
         tracked = self._track(event.agent)
-        if tracked.in_invocation and _is_prompt(event.message):
-            # Held back until the answer comes, but refused now: before the model is called.
+        if tracked.in_invocation and (_is_prompt(event.message) or _is_answer(event.message)):
+            # A prompt is held back until the answer comes, and the answer until the turn's trim
+            # (so its record carries the window the turn ends with); both are refused now.
             self._check_storable(tracked, [event.message], tracked.next_id + len(tracked.pending))
             tracked.pending.append(event.message)
             return
@@ -395,17 +429,24 @@ class RepositorySessionManager(SessionManager):
             if messages[index] is message:
                 message_id = tracked.next_id - (len(messages) - index)
                 self._check_storable(tracked, [message], message_id)
-                await self.repository.update_message(
-                    self.session_id,
-                    event.agent.agent_id,
-                    MessageRecord(message_id=message_id, message=message, redact_message=message),
-                )
+                record = MessageRecord(message_id=message_id, message=message, redact_message=message)
+                if tracked.carried is not None and tracked.carried[0] == message_id + 1:
+                    record.extra = {WINDOW_START: tracked.carried[1]}  # the last message keeps the window
+                await self.repository.update_message(self.session_id, event.agent.agent_id, record)
                 return
 
     async def _on_after_invocation(self, event: AfterInvocation) -> None:
         tracked = self._track(event.agent)
         try:
-            kept = [m for m in tracked.pending if any(m is x for x in event.agent.messages)]
+            # Written unless taken back (a prompt the model never answered): a held message the
+            # trim removed from the front of the window still belongs to the conversation.
+            removed = event.agent.conversation_manager.removed_message_count
+            messages = event.agent.messages
+            kept = [
+                m
+                for i, m in enumerate(tracked.pending)
+                if tracked.next_id + i < removed or any(m is x for x in messages)
+            ]
             tracked.pending = []
             if kept:
                 await self._append(tracked, kept)
@@ -459,8 +500,11 @@ class RepositorySessionManager(SessionManager):
             return
         self._check_storable(tracked, messages, tracked.next_id)
         records = [MessageRecord(message_id=tracked.next_id + i, message=m) for i, m in enumerate(messages)]
+        removed = tracked.agent.conversation_manager.removed_message_count
+        records[-1].extra = {WINDOW_START: removed}
         try:
             tracked.next_id = await self.repository.append_messages(self.session_id, tracked.agent.agent_id, records)
+            tracked.carried = (tracked.next_id, removed)
         except BaseException as exc:
             tracked.diverged = True
             if not isinstance(exc, ConflictError):
@@ -514,11 +558,7 @@ class RepositorySessionManager(SessionManager):
         """Write the agent record if anything in it changed, merging concurrent state updates."""
         agent = tracked.agent
         cm_state = agent.conversation_manager.get_state()
-        if (
-            not agent.state.dirty_keys()
-            and cm_state == tracked.synced_cm_state
-            and tracked.synced_head == tracked.next_id
-        ):
+        if not agent.state.dirty_keys() and self._advisory_only(tracked, cm_state):
             return
         for _ in range(_MAX_CAS_ATTEMPTS):
             written = agent.state.snapshot()
@@ -560,6 +600,27 @@ class RepositorySessionManager(SessionManager):
             f"session {self.session_id!r}, agent {agent.agent_id!r}: the agent record kept changing; "
             f"gave up after {_MAX_CAS_ATTEMPTS} attempts"
         )
+
+    @staticmethod
+    def _advisory_only(tracked: _Tracked, cm_state: dict[str, Any]) -> bool:
+        """True when the stored agent record may stay as it is: it differs from ``cm_state`` and
+        the head only in the advisory fields, by less than ``ADVISORY_LAG``. The head hint is
+        verified on every read; a changed ``removed_message_count`` is recovered from the last
+        message, written by this process after the turn's trim."""
+        stored = tracked.synced_cm_state
+        if stored is None or not 0 <= tracked.next_id - tracked.synced_head < ADVISORY_LAG:
+            return False
+        if cm_state == stored:
+            return True
+        if tracked.carried is None or tracked.carried[0] != tracked.next_id:
+            return False
+        removed, synced_removed = cm_state.get("removed_message_count"), stored.get("removed_message_count")
+        if not isinstance(removed, int) or not isinstance(synced_removed, int):
+            return False
+        if not 0 <= removed - synced_removed < ADVISORY_LAG:
+            return False
+        rest = {k: v for k, v in cm_state.items() if k != "removed_message_count"}
+        return rest == {k: v for k, v in stored.items() if k != "removed_message_count"}
 
     # -- multi-agent --------------------------------------------------------------------------
 

@@ -29,6 +29,16 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+#: How many messages the agent record's head hint and ``removed_message_count`` may trail the
+#: stored messages by before the session manager rewrites the record. 24 keeps a 40-message
+#: window plus the lag inside the 64 newest messages the S3 backend's window object holds.
+ADVISORY_LAG = 24
+
+#: Field of the last message record of each append: the conversation manager's
+#: ``removed_message_count`` when it was written (a reader of older records ignores it).
+WINDOW_START = "window_start"
+
+
 @dataclass(kw_only=True)
 class SessionRecord:
     session_id: str

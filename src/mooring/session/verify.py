@@ -60,7 +60,7 @@ from mooring.session._layout import (
 )
 from mooring.session._placeholder import describe_fixes, fill_placeholders, unloadable
 from mooring.session.ops import list_multi_agent_ids, set_head_hint
-from mooring.session.records import AgentRecord, MessageRecord, SessionRecord
+from mooring.session.records import ADVISORY_LAG, AgentRecord, MessageRecord, SessionRecord
 from mooring.session.repository import SessionRepository
 from mooring.types import tool_result_ids, tool_uses
 
@@ -383,8 +383,9 @@ def _tool_pair_findings(records: dict[int, MessageRecord], top: int) -> Iterator
 
 def _hint_wrong(record: AgentRecord, head: int) -> bool:
     # A record mooring never wrote (version 0, for example Strands') carries no hint at all.
+    # The hint may trail by less than ADVISORY_LAG (a plain turn writes only its messages).
     hint = record.next_message_id
-    return hint > head or (record.version > 0 and hint < head)
+    return hint > head or (record.version > 0 and hint <= head - ADVISORY_LAG)
 
 
 def _window_past(record: AgentRecord, head: int) -> bool:

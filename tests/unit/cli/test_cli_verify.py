@@ -102,6 +102,11 @@ def test_each_corrupt_message_is_reported_by_itself(store: Path, cli: Cli) -> No
 
 def test_a_tool_use_left_at_the_end_is_a_warning(store: Path, cli: Cli) -> None:
     write_session(store, "s1", [tool_turn()])
+    # the agent record points at the head of 4 (a plain turn may leave it trailing, not ahead)
+    record_path = messages_dir(store, "s1").parent / "agent.json"
+    record = json.loads(record_path.read_text())
+    record["_mooring"]["next_message_id"] = 4
+    record_path.write_text(json.dumps(record))
     for name in ("message_2.json", "message_3.json"):
         (messages_dir(store, "s1") / name).unlink()
     result = json.loads(cli("sessions", "verify", "--store", str(store), "--json")[1])

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from mooring._json import loads
 from mooring.errors import ConfigurationError, CorruptRecordError, StorageUnavailableError
 
 _CHUNK = 1 << 16
@@ -136,7 +137,7 @@ def publishing(dfd: int, name: str, st: os.stat_result, fd: int | None = None) -
 
 def parse(raw: bytes, where: str | Callable[[], str]) -> Any:
     try:
-        return json.loads(raw)
+        return loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorruptRecordError(f"{_where(where)} is corrupt or truncated ({len(raw)} bytes): {exc}") from exc
 
@@ -158,6 +159,16 @@ def exists(dfd: int, name: str) -> bool:
     except FileNotFoundError:
         return False
     return stat.S_ISREG(st.st_mode)
+
+
+def occupied(dfd: int, name: str) -> bool:
+    """Whether anything holds ``name`` (a regular file, or a symlink or directory the read of it
+    will refuse): an id the head probe must count as taken, since an append there would fail."""
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def write_temp(dfd: int, payload: bytes, durable: bool) -> str:

@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from typing_extensions import Self
 
+from mooring._gc import collection_paused
 from mooring._json import BYTES_MARKER
 from mooring.errors import (
     ConfigurationError,
@@ -305,7 +306,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             os.close(mfd)
 
     def _head(self, mfd: int, hint: int | None) -> int:
-        return find_head(lambda i: _fs.exists(mfd, message_name(i)), hint)
+        return find_head(lambda i: _fs.occupied(mfd, message_name(i)), hint)
 
     def _message_head(self, session_id: str, agent_id: str, hint: int | None) -> int:
         try:
@@ -326,27 +327,30 @@ class FileSessionRepository(FileTree, ThreadedRepository):
         try:
             start = max(start, 0)
             stop = self._head(mfd, start) if end is None else end
-            base = self.storage_dir.joinpath(*parts)
-            out = []
-            for message_id in range(start, stop):
-                name = message_name(message_id)
-                raw = _fs.read_bytes(
-                    mfd,
-                    name,
-                    lambda: str(base / name),  # noqa: B023 (used at once)
-                    hard_links=self.allow_hard_links,
-                )
-                if raw is None:
-                    continue
-                where = f"{base}/{name}"
-                out.append(
-                    MessageRecord.from_dict(
-                        _fs.parse(raw, where), where, expected_id=message_id, has_bytes=BYTES_MARKER_RAW in raw
-                    )
-                )
-            return out
+            with collection_paused(stop - start):
+                return self._decode_range(mfd, self.storage_dir.joinpath(*parts), start, stop)
         finally:
             os.close(mfd)
+
+    def _decode_range(self, mfd: int, base: Path, start: int, stop: int) -> list[MessageRecord]:
+        out = []
+        for message_id in range(start, stop):
+            name = message_name(message_id)
+            raw = _fs.read_bytes(
+                mfd,
+                name,
+                lambda: str(base / name),  # noqa: B023 (used at once)
+                hard_links=self.allow_hard_links,
+            )
+            if raw is None:
+                continue
+            where = f"{base}/{name}"
+            out.append(
+                MessageRecord.from_dict(
+                    _fs.parse(raw, where), where, expected_id=message_id, has_bytes=BYTES_MARKER_RAW in raw
+                )
+            )
+        return out
 
     def _update_message(self, session_id: str, agent_id: str, message: MessageRecord) -> None:
         mfd = self._open_agent(session_id, agent_id, ["messages"])

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from typing_extensions import ParamSpec
 
+from mooring._json import loads
 from mooring.errors import CorruptRecordError, SessionNotFoundError, StorageUnavailableError, missing_extra
 from mooring.session.backends.redis._connect import DEFAULT_URL
 from mooring.session.backends.redis._scripts import SessionKeys
@@ -31,7 +32,7 @@ def _text(value: Any) -> str:
 
 def _loads(raw: Any, where: str) -> Any:
     try:
-        return json.loads(raw)
+        return loads(raw)
     except (ValueError, TypeError) as exc:
         raise CorruptRecordError(f"{where}: not valid JSON ({exc})") from exc
 

@@ -38,6 +38,7 @@ from urllib.parse import unquote
 
 from typing_extensions import Self
 
+from mooring._gc import collection_paused
 from mooring._ids import validate_id
 from mooring.errors import (
     ConfigurationError,
@@ -378,9 +379,10 @@ class RedisSessionRepository(RedisPlumbing, ThreadedRepository):
             return []  # LRANGE would read "end - 1 = -1" as "to the last element"
         raw = self.client.lrange(self._keys(session_id, agent_id)[2], start, -1 if end is None else end - 1)
         out = []
-        for offset, item in enumerate(raw):
-            where = self._where(session_id, agent_id, f"message {start + offset}")
-            out.append(MessageRecord.from_dict(_loads(item, where), where, expected_id=start + offset))
+        with collection_paused(len(raw)):
+            for offset, item in enumerate(raw):
+                where = self._where(session_id, agent_id, f"message {start + offset}")
+                out.append(MessageRecord.from_dict(_loads(item, where), where, expected_id=start + offset))
         return out
 
     def _message_head(self, session_id: str, agent_id: str, hint: int | None) -> int:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from mooring._json import loads
 from mooring.errors import CorruptRecordError, SessionNotFoundError
 from mooring.session._head import gallop_down, gallop_up
 from mooring.session._layout import (
@@ -76,7 +77,7 @@ class S3KeyedStore:
 
     def _decode(self, key: str, obj: S3Object) -> Any:
         try:
-            return json.loads(obj.body)
+            return loads(obj.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CorruptRecordError(
                 f"{self._where(key)} is corrupt or truncated ({len(obj.body)} bytes): {exc}"

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mooring._json import loads
 from mooring.errors import CorruptRecordError
 from mooring.session.backends.s3._io import NotFound, PreconditionFailed, S3Io
 from mooring.session.records import FORMAT_VERSION, MOORING_KEY, MessageRecord
@@ -237,7 +238,7 @@ class S3Windows:
 
 def _decode(body: bytes, where: str) -> tuple[int, int, list[MessageRecord], str | None]:
     try:
-        data: Any = json.loads(body)
+        data: Any = loads(body)
         first, head, raw = int(data["first"]), int(data["head"]), data["messages"]
         agent_etag = data.get("agent_etag")
     except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:

@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Concatenate, Generic, TypeVar
 
 from typing_extensions import ParamSpec
 
-from mooring._json import BYTES_MARKER
+from mooring._gc import collection_paused
+from mooring._json import BYTES_MARKER, loads
 from mooring.errors import CorruptRecordError
 from mooring.session._threaded import ThreadedRepository
 from mooring.session.records import (
@@ -43,7 +44,7 @@ def load(raw: Any, where: str) -> Any:
     """Decode a stored column: JSON text (SQLite) or an already decoded JSONB value (psycopg)."""
     if isinstance(raw, (str, bytes, bytearray)):
         try:
-            return json.loads(raw)
+            return loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CorruptRecordError(f"{where} is corrupt: not valid JSON ({exc})") from exc
     return raw
@@ -94,6 +95,18 @@ def decode_message(raw: Any, message_id: int, where: str) -> MessageRecord:
     # Most messages carry no bytes: when the text shows no marker, skip the decoding walk.
     has_bytes = not isinstance(raw, str) or BYTES_MARKER in raw
     return MessageRecord.from_dict(load(raw, where), where, expected_id=int(message_id), has_bytes=has_bytes)
+
+
+def decode_messages(store: str, session_id: str, agent_id: str, rows: list[Any]) -> list[MessageRecord]:
+    """Message records from ``(message_id, data)`` rows, with the collector paused for a long
+    range. The location of each row is formatted only when one fails to decode: the rows are
+    decoded again with their full names, so the error names the damaged one."""
+    with collection_paused(len(rows)):
+        try:
+            return [decode_message(data, mid, "") for mid, data in rows]
+        except CorruptRecordError:
+            pass
+    return [decode_message(data, mid, message_where(store, session_id, agent_id, mid)) for mid, data in rows]
 
 
 def decode_multi(raw: Any, version: int, where: str) -> MultiAgentRecord:

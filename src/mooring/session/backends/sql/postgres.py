@@ -389,10 +389,7 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
             query += " AND message_id < %s"
             params += (end,)
         rows = conn.execute(self._q(query + " ORDER BY message_id"), params).fetchall()
-        store = self.describe()
-        return [
-            _sql.decode_message(data, mid, _sql.message_where(store, session_id, agent_id, mid)) for mid, data in rows
-        ]
+        return _sql.decode_messages(self.describe(), session_id, agent_id, rows)
 
     @_sql.lends_connection
     def _update_message(self, conn: Conn, session_id: str, agent_id: str, message: MessageRecord) -> None:

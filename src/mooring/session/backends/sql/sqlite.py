@@ -360,10 +360,7 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
             query += " AND message_id < ?"
             params += (end,)
         rows = conn.execute(query + " ORDER BY message_id", params).fetchall()
-        store = self.describe()
-        return [
-            _sql.decode_message(data, mid, _sql.message_where(store, session_id, agent_id, mid)) for mid, data in rows
-        ]
+        return _sql.decode_messages(self.describe(), session_id, agent_id, rows)
 
     @_sql.lends_connection
     def _update_message(self, conn: sqlite3.Connection, session_id: str, agent_id: str, message: MessageRecord) -> None:

@@ -12,16 +12,8 @@ and the agent in step, following the concurrency protocol:
   applied before the first write, a crash mid-call leaves no unanswered prompt behind, and
   a plain turn costs one append);
 - on ``AfterInvocation``: write the agent record (compare-and-set, merging other processes'
-  state keys) if it changed in more than its advisory fields, then release the lease, also
-  when the invocation failed.
-
-The advisory fields are the head hint (``next_message_id``) and the conversation manager's
-``removed_message_count``. The last message record of every append carries the count current
-when it was written (``window_start``), so a restore finds the exact window from the messages
-even when the agent record trails them, and a plain turn is one durable write: its messages.
-The agent record is rewritten once the hint or the count trails by ``ADVISORY_LAG`` messages,
-which bounds how many extra messages a restore (or a Strands reader, which only sees the agent
-record) reads.
+  state keys) if it changed in more than its advisory fields (see ``_tracking``), then
+  release the lease, also when the invocation failed.
 """
 
 from __future__ import annotations
@@ -30,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mooring._ids import validate_id
@@ -54,16 +46,16 @@ from mooring.errors import (
     UnstorableContentError,
 )
 from mooring.session._threaded import RENEWER_TASK_NAME
+from mooring.session._tracking import Tracked, advisory_only, check_dense, is_answer, is_prompt
 from mooring.session.records import (
-    ADVISORY_LAG,
     WINDOW_START,
     AgentRecord,
     MessageRecord,
     MultiAgentRecord,
     SessionRecord,
 )
-from mooring.session.repository import Lease, SessionRepository
-from mooring.types import Message, tool_result_ids, tool_uses
+from mooring.session.repository import SessionRepository
+from mooring.types import Message, tool_uses
 
 if TYPE_CHECKING:
     from mooring.agent.agent import Agent
@@ -90,34 +82,6 @@ class MultiAgentSource(Protocol):
     def serialize_state(self) -> dict[str, Any]: ...
 
     def deserialize_state(self, state: dict[str, Any]) -> None: ...
-
-
-@dataclass
-class _Tracked:
-    agent: Agent
-    next_id: int
-    version: int
-    internal_state: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    lease: Lease | None = None
-    renewer: asyncio.Task[None] | None = None
-    pending: list[Message] = field(default_factory=list)
-    in_invocation: bool = False
-    synced_cm_state: dict[str, Any] | None = None
-    synced_head: int = -1
-    #: (head, removed_message_count) that this process's last append left on its last message.
-    carried: tuple[int, int] | None = None
-    #: A write failed, so memory may hold messages the store does not: reload before the next turn.
-    diverged: bool = False
-
-
-def _is_prompt(message: Message) -> bool:
-    return message["role"] == "user" and not tool_result_ids(message)
-
-
-def _is_answer(message: Message) -> bool:
-    """An assistant message that calls no tool: the last message of a turn."""
-    return message["role"] == "assistant" and not tool_uses(message)
 
 
 class RepositorySessionManager(SessionManager):
@@ -154,7 +118,7 @@ class RepositorySessionManager(SessionManager):
         self._stores_nul = repository.stores_nul
         self.lease_wait = 0.0 if fail_fast else float(lease_wait)
         self.lease_ttl = float(lease_ttl)
-        self._tracked: dict[str, _Tracked] = {}
+        self._tracked: dict[str, Tracked] = {}
         self._multi_versions: dict[str, int] = {}
         self._session_ready = False
 
@@ -177,7 +141,7 @@ class RepositorySessionManager(SessionManager):
                 pass  # another process created it first: same outcome
         self._session_ready = True
 
-    def _track(self, agent: Agent) -> _Tracked:
+    def _track(self, agent: Agent) -> Tracked:
         tracked = self._tracked.get(agent.agent_id)
         if tracked is None or tracked.agent is not agent:
             raise ConfigurationError(
@@ -214,7 +178,7 @@ class RepositorySessionManager(SessionManager):
                 if record is None:
                     raise
             else:
-                tracked = _Tracked(agent=agent, next_id=0, version=stored.version, synced_head=0)
+                tracked = Tracked(agent=agent, next_id=0, version=stored.version, synced_head=0)
                 tracked.synced_cm_state = fresh.conversation_manager_state
                 self._tracked[agent.agent_id] = tracked
                 agent.state.set_change_listener(lambda: self._state_changed(tracked))
@@ -223,7 +187,7 @@ class RepositorySessionManager(SessionManager):
                     await self._append(tracked, list(agent.messages))
                 logger.debug("session_id=<%s>, agent_id=<%s> | created agent", self.session_id, agent.agent_id)
                 return
-        tracked = _Tracked(agent=agent, next_id=0, version=record.version)
+        tracked = Tracked(agent=agent, next_id=0, version=record.version)
         self._tracked[agent.agent_id] = tracked
         await self._restore(tracked, record)
         await self._repair_if_idle(tracked)
@@ -252,7 +216,7 @@ class RepositorySessionManager(SessionManager):
             )
         return record
 
-    async def _restore(self, tracked: _Tracked, record: AgentRecord, *, reload: bool = False) -> None:
+    async def _restore(self, tracked: Tracked, record: AgentRecord, *, reload: bool = False) -> None:
         agent = tracked.agent
         if reload:
             # Values set since the last sync were never stored: keep them on top of the record.
@@ -269,7 +233,7 @@ class RepositorySessionManager(SessionManager):
             head_hint=record.next_message_id,
         )
         start = min(agent.conversation_manager.removed_message_count, head)
-        self._check_dense(agent.agent_id, records, start, head)
+        check_dense(self.session_id, agent.agent_id, records, start, head)
         carried: Any = records[-1].extra.get(WINDOW_START) if records else None
         if type(carried) is int and 0 <= carried <= head and record.next_message_id < head:
             # The last message was written after the agent record (whose advisory fields trail,
@@ -307,22 +271,10 @@ class RepositorySessionManager(SessionManager):
         if end <= start:
             return []
         records = await self.repository.read_messages(self.session_id, agent_id, start, end)
-        self._check_dense(agent_id, records, start, end)
+        check_dense(self.session_id, agent_id, records, start, end)
         return records
 
-    def _check_dense(self, agent_id: str, records: list[MessageRecord], start: int, end: int) -> None:
-        expected = start
-        for record in records:
-            if record.message_id != expected:
-                break
-            expected += 1
-        if expected != end:
-            raise CorruptRecordError(
-                f"session {self.session_id!r}, agent {agent_id!r}: message {expected} is missing "
-                f"(expected every id from {start} to {end - 1})"
-            )
-
-    async def _repair_if_idle(self, tracked: _Tracked) -> None:
+    async def _repair_if_idle(self, tracked: Tracked) -> None:
         """Close a turn a crashed process left open, if nobody is running a turn right now."""
         messages = tracked.agent.messages
         if not messages or (messages[-1]["role"] == "assistant" and not tool_uses(messages[-1])):
@@ -356,7 +308,7 @@ class RepositorySessionManager(SessionManager):
             await self._end_invocation(tracked)
             raise
 
-    async def _keep_renewing(self, tracked: _Tracked) -> None:
+    async def _keep_renewing(self, tracked: Tracked) -> None:
         while tracked.lease is not None:
             await asyncio.sleep(self.lease_ttl / 3)
             if tracked.lease is None:
@@ -373,7 +325,7 @@ class RepositorySessionManager(SessionManager):
             except Exception:
                 logger.exception("lease renewal failed")
 
-    async def _catch_up(self, tracked: _Tracked) -> None:
+    async def _catch_up(self, tracked: Tracked) -> None:
         """Load the turns and state changes other processes stored since we last looked."""
         agent = tracked.agent
         head = await self.repository.message_head(self.session_id, agent.agent_id, hint=tracked.next_id)
@@ -408,7 +360,7 @@ class RepositorySessionManager(SessionManager):
 
     async def _on_message_added(self, event: MessageAdded) -> None:
         tracked = self._track(event.agent)
-        if tracked.in_invocation and (_is_prompt(event.message) or _is_answer(event.message)):
+        if tracked.in_invocation and (is_prompt(event.message) or is_answer(event.message)):
             # A prompt is held back until the answer comes, and the answer until the turn's trim
             # (so its record carries the window the turn ends with); both are refused now.
             self._check_storable(tracked, [event.message], tracked.next_id + len(tracked.pending))
@@ -454,7 +406,7 @@ class RepositorySessionManager(SessionManager):
         finally:
             await self._end_invocation(tracked)
 
-    async def _end_invocation(self, tracked: _Tracked) -> None:
+    async def _end_invocation(self, tracked: Tracked) -> None:
         tracked.in_invocation = False
         tracked.pending = []
         renewer, tracked.renewer = tracked.renewer, None
@@ -478,7 +430,7 @@ class RepositorySessionManager(SessionManager):
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _check_storable(self, tracked: _Tracked, messages: list[Message], first_id: int) -> None:
+    def _check_storable(self, tracked: Tracked, messages: list[Message], first_id: int) -> None:
         """``UnstorableContentError`` naming the first message no backend could store.
 
         Called before a write, so a refused turn leaves nothing of itself in the store; the
@@ -495,7 +447,7 @@ class RepositorySessionManager(SessionManager):
                 f"({message.get('role', '?')}) cannot be stored, so nothing of the turn was written: {problem}"
             )
 
-    async def _append(self, tracked: _Tracked, messages: list[Message]) -> None:
+    async def _append(self, tracked: Tracked, messages: list[Message]) -> None:
         if not messages:
             return
         self._check_storable(tracked, messages, tracked.next_id)
@@ -516,14 +468,14 @@ class RepositorySessionManager(SessionManager):
                 head=exc.head,
             ) from exc
 
-    def _state_changed(self, tracked: _Tracked) -> None:
+    def _state_changed(self, tracked: Tracked) -> None:
         """``agent.state`` changed: inside an invocation the change rides the turn's write;
         outside one it is written now, so nothing set between turns is lost at exit."""
         if tracked.in_invocation or self._tracked.get(tracked.agent.agent_id) is not tracked:
             return
         run_sync(self._write_state_through(tracked))
 
-    async def _write_state_through(self, tracked: _Tracked) -> None:
+    async def _write_state_through(self, tracked: Tracked) -> None:
         """Store the pending state keys without the lease: compare-and-set on the agent record,
         merged by key, every other field of the record kept as stored (another process may be
         mid-turn and own the window, the head and the conversation-manager state)."""
@@ -554,11 +506,11 @@ class RepositorySessionManager(SessionManager):
             f"gave up after {_MAX_CAS_ATTEMPTS} attempts"
         )
 
-    async def _sync_agent(self, tracked: _Tracked) -> None:
+    async def _sync_agent(self, tracked: Tracked) -> None:
         """Write the agent record if anything in it changed, merging concurrent state updates."""
         agent = tracked.agent
         cm_state = agent.conversation_manager.get_state()
-        if not agent.state.dirty_keys() and self._advisory_only(tracked, cm_state):
+        if not agent.state.dirty_keys() and advisory_only(tracked, cm_state):
             return
         for _ in range(_MAX_CAS_ATTEMPTS):
             written = agent.state.snapshot()
@@ -600,27 +552,6 @@ class RepositorySessionManager(SessionManager):
             f"session {self.session_id!r}, agent {agent.agent_id!r}: the agent record kept changing; "
             f"gave up after {_MAX_CAS_ATTEMPTS} attempts"
         )
-
-    @staticmethod
-    def _advisory_only(tracked: _Tracked, cm_state: dict[str, Any]) -> bool:
-        """True when the stored agent record may stay as it is: it differs from ``cm_state`` and
-        the head only in the advisory fields, by less than ``ADVISORY_LAG``. The head hint is
-        verified on every read; a changed ``removed_message_count`` is recovered from the last
-        message, written by this process after the turn's trim."""
-        stored = tracked.synced_cm_state
-        if stored is None or not 0 <= tracked.next_id - tracked.synced_head < ADVISORY_LAG:
-            return False
-        if cm_state == stored:
-            return True
-        if tracked.carried is None or tracked.carried[0] != tracked.next_id:
-            return False
-        removed, synced_removed = cm_state.get("removed_message_count"), stored.get("removed_message_count")
-        if not isinstance(removed, int) or not isinstance(synced_removed, int):
-            return False
-        if not 0 <= removed - synced_removed < ADVISORY_LAG:
-            return False
-        rest = {k: v for k, v in cm_state.items() if k != "removed_message_count"}
-        return rest == {k: v for k, v in stored.items() if k != "removed_message_count"}
 
     # -- multi-agent --------------------------------------------------------------------------
 

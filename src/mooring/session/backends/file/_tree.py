@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,12 @@ LOCK_DIR = ".mooring-locks"
 _KEPT_DIRS = 256  # directory fds kept open per repository (see _open)
 
 
+def _close_kept(dirs: OrderedDict[tuple[str, ...], int], lock: threading.Lock) -> None:
+    with lock:
+        while dirs:
+            os.close(dirs.popitem()[1])
+
+
 class FileTree:
     """Directory access under ``storage_dir`` for :class:`FileSessionRepository`."""
 
@@ -34,6 +41,8 @@ class FileTree:
         self.allow_hard_links = allow_hard_links
         self._dirs: OrderedDict[tuple[str, ...], int] = OrderedDict()
         self._dirs_lock = threading.Lock()
+        # An Agent dropped without close() must not leave its kept fds open until exit.
+        self._release = weakref.finalize(self, _close_kept, self._dirs, self._dirs_lock)
         try:
             self.storage_dir.mkdir(mode=_fs.DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
@@ -85,9 +94,7 @@ class FileTree:
                 os.close(self._dirs.pop(key))
 
     async def close(self) -> None:
-        with self._dirs_lock:
-            while self._dirs:
-                os.close(self._dirs.popitem()[1])
+        _close_kept(self._dirs, self._dirs_lock)
 
     def _where(self, *parts: str) -> str:
         return str(self.storage_dir.joinpath(*parts))

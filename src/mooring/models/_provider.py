@@ -51,6 +51,8 @@ class RetryingProvider:
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -62,9 +64,11 @@ class RetryingProvider:
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Stream Converse events for ``messages``; see :class:`mooring.models.Model`."""
-        request = self.format_request(messages, tool_specs, system_prompt)
+        request = self.format_request(messages, tool_specs, system_prompt, tool_choice=tool_choice)
         async for event in retry_stream(
             lambda: self._stream_once(request), self.retry_policy, provider=self.provider_name
         ):

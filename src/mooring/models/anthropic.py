@@ -123,6 +123,8 @@ class AnthropicModel(RetryingProvider):
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments for ``client.messages.create`` (without ``stream``)."""
         request: dict[str, Any] = {
@@ -141,6 +143,8 @@ class AnthropicModel(RetryingProvider):
                 }
                 for spec in tool_specs
             ]
+            if tool_choice:
+                request["tool_choice"] = format_tool_choice(tool_choice)
         # Through extra_body rather than keyword arguments: the SDK's signature changes across
         # versions (recent ones dropped ``temperature``), the request body does not.
         extra: dict[str, Any] = {}
@@ -203,6 +207,15 @@ class AnthropicModel(RetryingProvider):
         if isinstance(exc, sdk.AnthropicError):
             return ModelError(f"Anthropic request for {self.model_id} failed: {exc}")
         return None
+
+
+def format_tool_choice(choice: Mapping[str, Any]) -> dict[str, Any]:
+    """Anthropic's ``tool_choice`` for a Converse-style one."""
+    if "tool" in choice:
+        return {"type": "tool", "name": choice["tool"]["name"]}
+    if "any" in choice:
+        return {"type": "any"}
+    return {"type": "auto"}
 
 
 # -- mooring messages -> Anthropic ------------------------------------------------------------

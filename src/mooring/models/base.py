@@ -22,6 +22,11 @@ class Model(Protocol):
     ``messages`` is the agent's own history (a fresh list of the same message dicts, not a
     copy): read it, never change a message or a block in place. A model that needs a
     changed version builds new dicts, as every provider here does when it formats a request.
+
+    ``tool_choice`` is Converse-style: ``{"tool": {"name": NAME}}`` means the model must
+    call that tool (structured output sends it), ``{"any": {}}`` some tool, ``{"auto": {}}``
+    or ``None`` the model's own choice. Every model mooring ships takes it; a custom model
+    may leave the keyword out, and the agent then asks for the tool in words only.
     """
 
     def stream(
@@ -29,6 +34,8 @@ class Model(Protocol):
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]: ...
 
 

@@ -156,6 +156,8 @@ class BedrockModel(RetryingProvider):
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments for ``converse_stream``.
 
@@ -168,6 +170,9 @@ class BedrockModel(RetryingProvider):
             request["system"] = [{"text": system_prompt}]
         if tool_specs:
             request["toolConfig"] = {"tools": [{"toolSpec": spec} for spec in tool_specs]}
+            if tool_choice:
+                # Converse's own shape: {"tool": {"name": ...}}, {"any": {}} or {"auto": {}}.
+                request["toolConfig"]["toolChoice"] = dict(tool_choice)
         inference: dict[str, Any] = {}
         if self.max_tokens is not None:
             inference["maxTokens"] = self.max_tokens

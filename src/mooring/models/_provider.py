@@ -7,7 +7,30 @@ from typing import Any
 
 from mooring.errors import ModelNotAvailableError
 from mooring.models._retry import LoopLocal, RetryPolicy, retry_stream
-from mooring.types import Message, StreamEvent
+from mooring.types import Message, StreamEvent, tool_uses
+
+#: Description of a tool declared only because the history calls it (see history_tool_specs).
+HISTORY_TOOL_DESCRIPTION = "Called earlier in this conversation; not available now. Do not call it."
+
+
+def history_tool_specs(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Placeholder specs for the tools the history calls, for a request that has none.
+
+    Anthropic and Bedrock refuse toolUse/toolResult blocks in a request that declares no
+    tools, which is what a plain turn after a structured-output turn (whose output tool is
+    gone) or on an agent restored with fewer tools sends.
+    """
+    names: list[str] = []
+    has_results = False
+    for message in messages:
+        for use in tool_uses(message):
+            if use["name"] not in names:
+                names.append(use["name"])
+        has_results = has_results or any("toolResult" in block for block in message["content"])
+    if not names and has_results:
+        names = ["earlier_tool"]
+    schema = {"type": "object", "properties": {}}
+    return [{"name": n, "description": HISTORY_TOOL_DESCRIPTION, "inputSchema": {"json": schema}} for n in names]
 
 
 class RetryingProvider:

@@ -14,7 +14,7 @@ from mooring.errors import (
     ModelThrottledError,
     missing_extra,
 )
-from mooring.models._provider import RetryingProvider
+from mooring.models._provider import RetryingProvider, history_tool_specs
 from mooring.models._retry import (
     IMAGE_MIME,
     TEXT_DOCUMENT_MIME,
@@ -134,6 +134,7 @@ class AnthropicModel(RetryingProvider):
         }
         if system_prompt:
             request["system"] = system_prompt
+        tool_specs = tool_specs or history_tool_specs(messages)
         if tool_specs:
             request["tools"] = [
                 {

@@ -20,7 +20,7 @@ from mooring.errors import (
     ModelThrottledError,
     missing_extra,
 )
-from mooring.models._provider import RetryingProvider
+from mooring.models._provider import RetryingProvider, history_tool_specs
 from mooring.models._retry import as_bytes
 from mooring.types import Message, StreamEvent
 
@@ -168,6 +168,7 @@ class BedrockModel(RetryingProvider):
         request: dict[str, Any] = {"modelId": self.model_id, "messages": list(messages)}
         if system_prompt:
             request["system"] = [{"text": system_prompt}]
+        tool_specs = tool_specs or history_tool_specs(messages)
         if tool_specs:
             request["toolConfig"] = {"tools": [{"toolSpec": spec} for spec in tool_specs]}
             if tool_choice:

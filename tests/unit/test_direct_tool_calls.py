@@ -61,7 +61,9 @@ def test_a_direct_call_returns_the_result_and_records_four_messages() -> None:
     assert agent.messages == [
         {
             "role": "user",
-            "content": [{"text": 'agent.tool.word_count direct tool call.\nInput parameters: {"text": "one two three"}\n'}],
+            "content": [
+                {"text": 'agent.tool.word_count direct tool call.\nInput parameters: {"text": "one two three"}\n'}
+            ],
         },
         {
             "role": "assistant",

@@ -4,6 +4,7 @@ stored, and a restart in a new Agent reading the same session."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from enum import Enum
@@ -52,7 +53,7 @@ def roles(agent: Agent) -> list[str]:
 
 def assert_alternates(messages: Sequence[Message]) -> None:
     assert messages[0]["role"] == "user" and messages[-1]["role"] == "assistant"
-    for before, after in zip(messages, messages[1:], strict=False):
+    for before, after in itertools.pairwise(messages):
         assert before["role"] != after["role"], messages
 
 
@@ -116,11 +117,21 @@ def test_other_tools_run_in_the_same_turn() -> None:
     assert weather == Weather(city="Lyon", celsius=17.5)
     assert agent.messages[2]["content"][0]["toolResult"]["content"] == [{"json": 17.5}]
     assert [s["name"] for s in model.calls[0].tool_specs] == ["thermometer", "Weather"]
+    # With other tools the model may call them first: nothing is forced until an attempt fails.
+    assert [c.tool_choice for c in model.calls] == [None, None]
     # The output tool is only offered for the structured turn.
     model.responses.append("plain")
     agent("and now?")
     assert [s["name"] for s in model.calls[-1].tool_specs] == ["thermometer"]
     assert model.calls[-1].tool_choice is None
+
+
+def test_with_other_tools_a_text_answer_makes_the_next_call_forced() -> None:
+    model = ScriptedModel(["Sunny, 30 degrees.", [tool_call("Weather", {"city": "Rome", "celsius": 30})]])
+    agent = Agent(model=model, tools=[tool(name="thermometer")(lambda city: 1.0)], callback_handler=None)
+
+    assert agent.structured_output(Weather, "Rome?") == Weather(city="Rome", celsius=30)
+    assert [c.tool_choice for c in model.calls] == [None, {"tool": {"name": "Weather"}}]
 
 
 def test_text_answers_use_up_the_retries() -> None:

@@ -154,9 +154,7 @@ class Agent:
         """
         return run_sync(self.structured_output_async(output_model, prompt))
 
-    async def structured_output_async(
-        self, output_model: type[T], prompt: str | list[ContentBlock] | None = None
-    ) -> T:
+    async def structured_output_async(self, output_model: type[T], prompt: str | list[ContentBlock] | None = None) -> T:
         result = await self.invoke_async(prompt, structured_output_model=output_model)
         value: T = result.structured_output
         return value
@@ -199,7 +197,11 @@ class Agent:
             await self.hooks.invoke(BeforeInvocation(agent=self))
             await self.repair_conversation_tail()
             prompt_messages = self._prompt_messages(prompt)
-            if structured is not None and not prompt_messages and (not self.messages or self.messages[-1]["role"] == "assistant"):
+            if (
+                structured is not None
+                and not prompt_messages
+                and (not self.messages or self.messages[-1]["role"] == "assistant")
+            ):
                 prompt_messages = [structured.instruction()]  # no prompt: ask for the output of the conversation so far
             for message in prompt_messages:
                 await self._append_message(message)
@@ -284,7 +286,8 @@ class Agent:
                 # fits it into the budget first; truncated tool results are copies, so what is
                 # stored keeps them whole.
                 model_input = await self.conversation_manager.prepare_model_input(self)
-                extra = {"tool_choice": structured.tool_choice()} if forcing and structured is not None else {}
+                choice = structured.tool_choice(other_tools=bool(self.tool_registry.names)) if structured else None
+                extra = {"tool_choice": choice} if forcing and choice is not None else {}
                 async for event in self.model.stream(model_input, specs, self.system_prompt, **extra):
                     redaction_before = assembler.redaction
                     text = assembler.feed(event)
@@ -316,32 +319,15 @@ class Agent:
             uses = tool_uses(message)
             # A forced tool call may come with stop reason "end_turn" (OpenAI says "stop").
             if uses and (assembler.stop_reason == "tool_use" or structured is not None):
-                for use in uses:
-                    yield {"tool_use": use}
-                import asyncio  # imported by the first call, as in mooring._sync
-
-                results = await asyncio.gather(*(self._run_tool(use, structured) for use in uses))
-                for tool_result in results:
-                    yield {"tool_result": tool_result}
-                result_message: Message = {"role": "user", "content": [{"toolResult": r} for r in results]}
-                await self._append_message(result_message)
-                yield {"message": result_message}
-                if structured is None:
+                async for event in self._tool_round(uses, structured):
+                    yield event
+            if structured is not None:
+                answer = await self._structured_step(structured, uses)
+                if answer is None:
                     continue
-                if structured.value is not None:
-                    message = structured.answer_message()
-                elif any(structured.owns(u) for u in uses) and structured.note_failure(called=True):
-                    await self._append_message(structured.failure_message())
-                    raise structured.error()
-                else:
-                    continue
-                await self._append_message(message)
+                message = answer
                 yield {"message": message}
-            elif structured is not None:
-                # Answered in text: ask again for the tool, which now counts as a failed attempt.
-                if structured.note_failure(called=False):
-                    raise structured.error()
-                await self._append_message(structured.instruction())
+            elif uses and assembler.stop_reason == "tool_use":
                 continue
             yield {
                 "result": AgentResult(
@@ -354,6 +340,41 @@ class Agent:
                 )
             }
             return
+
+    async def _tool_round(
+        self, uses: list[ToolUse], structured: StructuredOutputRun | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Run the tool calls of one answer (in parallel) and add their results."""
+        for use in uses:
+            yield {"tool_use": use}
+        import asyncio  # imported by the first call, as in mooring._sync
+
+        results = await asyncio.gather(*(self._run_tool(use, structured) for use in uses))
+        for tool_result in results:
+            yield {"tool_result": tool_result}
+        result_message: Message = {"role": "user", "content": [{"toolResult": r} for r in results]}
+        await self._append_message(result_message)
+        yield {"message": result_message}
+
+    async def _structured_step(self, structured: StructuredOutputRun, uses: list[ToolUse]) -> Message | None:
+        """After an answer of a structured-output turn: the closing message once the output
+        validated, else ``None`` to call the model again (or StructuredOutputError)."""
+        if structured.value is not None:
+            answer = structured.answer_message()
+            await self._append_message(answer)
+            return answer
+        if uses and not any(structured.owns(u) for u in uses):
+            return None  # other tools ran; the model goes on
+        if not uses:
+            # Answered in text: ask again for the tool; this counts as a failed attempt.
+            if structured.note_failure(called=False):
+                raise structured.error()
+            await self._append_message(structured.instruction())
+            return None
+        if structured.note_failure(called=True):
+            await self._append_message(structured.failure_message())
+            raise structured.error()
+        return None
 
     async def _run_tool(self, use: ToolUse, structured: StructuredOutputRun | None = None) -> ToolResult:
         if structured is not None and structured.owns(use):

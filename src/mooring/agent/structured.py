@@ -76,13 +76,17 @@ class StructuredOutputRun:
 
     def tool_specs(self, agent_specs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if any(spec["name"] == self.name for spec in agent_specs):
-            raise ValueError(
-                f"the agent already has a tool named {self.name!r}; rename the structured output model"
-            )
+            raise ValueError(f"the agent already has a tool named {self.name!r}; rename the structured output model")
         return [*agent_specs, self.spec]
 
-    def tool_choice(self) -> dict[str, Any]:
-        """Converse-style tool choice forcing the output tool (each provider translates it)."""
+    def tool_choice(self, *, other_tools: bool) -> dict[str, Any] | None:
+        """Converse-style tool choice forcing the output tool (each provider translates it).
+
+        With other tools on the agent the first answer is left free, so the model can call
+        them before the output tool; from the first failed attempt on, every call is forced.
+        """
+        if other_tools and self.failures == 0:
+            return None
         return {"tool": {"name": self.name}}
 
     def instruction(self) -> Message:

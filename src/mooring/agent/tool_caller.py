@@ -53,7 +53,9 @@ class ToolCaller:
             *, record_direct_tool_call: bool | None = None, user_message_override: str | None = None, **kwargs: Any
         ) -> ToolResult:
             record = agent.record_direct_tool_call if record_direct_tool_call is None else record_direct_tool_call
-            return run_sync(call_tool(agent, tool_name, kwargs, record=record, user_message_override=user_message_override))
+            return run_sync(
+                call_tool(agent, tool_name, kwargs, record=record, user_message_override=user_message_override)
+            )
 
         call.__name__ = tool_name
         return call

@@ -69,7 +69,11 @@ def tool_call_reply(provider: str, use_id: str, name: str, tool_input: dict[str,
                 for p in pieces
             ),
             {"type": "content_block_stop", "index": 0},
-            {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 20}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                "usage": {"output_tokens": 20},
+            },
             {"type": "message_stop"},
         ]
         return sse_reply([{"event": e["type"], "data": e} for e in events])
@@ -288,3 +292,25 @@ def test_a_structured_turn_is_stored_and_a_restored_agent_continues(
     roles = roles_sent(provider, body)
     assert roles == ["user", "assistant", "user", "assistant", "user", "assistant", "user"]
     assert len(reader.messages) == 8
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_with_other_tools_a_text_answer_is_followed_by_a_forced_call(
+    provider: str, wire: WireServer, aws_credentials: None
+) -> None:
+    from mooring import tool
+
+    @tool
+    def thermometer(city: str) -> float:
+        """Read the temperature in a city."""
+        return 8.0
+
+    wire.queue(*load(provider, "text"), tool_call_reply(provider, "call_w", "Weather", {"city": "Bonn", "celsius": 8}))
+    agent = Agent(model=build(provider, wire), tools=[thermometer], callback_handler=None)
+
+    assert agent.structured_output(Weather, "Weather in Bonn?") == Weather(city="Bonn", celsius=8)
+    first, second = (r.json for r in wire.requests)
+    # The first call leaves the model free to use its tools; after a text answer it is forced.
+    assert forced_choice(provider, first) is None
+    assert forced_choice(provider, second) == expected_choice(provider)
+    assert "calling the Weather tool" in json.dumps(second["messages"][-1])

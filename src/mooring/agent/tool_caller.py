@@ -88,8 +88,10 @@ async def call_tool(
         "name": tool_name,
         "input": _recorded_input(agent, tool_name, kwargs),
     }
+    # The tool gets every keyword; the history shows the ones its schema declares.
+    run: ToolUse = {"toolUseId": use["toolUseId"], "name": tool_name, "input": dict(kwargs)}
     if not record:
-        return await agent._run_tool({**use, "input": dict(kwargs)})
+        return await agent._run_tool(run)
     if not agent._invocation_lock.acquire(blocking=False):
         raise ConcurrentInvocationError(
             f"agent {agent.agent_id!r} is running an invocation; a recorded direct tool call "
@@ -101,7 +103,7 @@ async def call_tool(
     try:
         await agent.hooks.invoke(BeforeInvocation(agent=agent))
         await agent.repair_conversation_tail()
-        tool_result = await agent._run_tool({**use, "input": dict(kwargs)})
+        tool_result = await agent._run_tool(run)
         text = f"agent.tool.{tool_name} direct tool call.\nInput parameters: {_dumps(use['input'])}\n"
         note: Message = {"role": "user", "content": [{"text": text}]}
         if user_message_override:

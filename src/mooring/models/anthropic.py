@@ -144,7 +144,11 @@ class AnthropicModel(RetryingProvider):
                 }
                 for spec in tool_specs
             ]
-            if tool_choice:
+            if tool_choice and thinking_enabled(self.additional_request_fields):
+                # The API refuses a forced tool choice with extended thinking on; the agent's
+                # instruction to call the tool (and its retries) still apply.
+                logger.debug("tool_choice=<%s> | not sent: extended thinking is enabled", tool_choice)
+            elif tool_choice:
                 request["tool_choice"] = format_tool_choice(tool_choice)
         # Through extra_body rather than keyword arguments: the SDK's signature changes across
         # versions (recent ones dropped ``temperature``), the request body does not.
@@ -208,6 +212,12 @@ class AnthropicModel(RetryingProvider):
         if isinstance(exc, sdk.AnthropicError):
             return ModelError(f"Anthropic request for {self.model_id} failed: {exc}")
         return None
+
+
+def thinking_enabled(fields: Mapping[str, Any]) -> bool:
+    """Whether request fields turn Claude's extended thinking on (which refuses a forced tool choice)."""
+    thinking = fields.get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")
 
 
 def format_tool_choice(choice: Mapping[str, Any]) -> dict[str, Any]:

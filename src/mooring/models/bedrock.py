@@ -171,7 +171,11 @@ class BedrockModel(RetryingProvider):
         tool_specs = tool_specs or history_tool_specs(messages)
         if tool_specs:
             request["toolConfig"] = {"tools": [{"toolSpec": spec} for spec in tool_specs]}
-            if tool_choice:
+            if tool_choice and _claude_thinking(self.additional_request_fields):
+                # Claude refuses a forced tool choice with extended thinking on; the agent's
+                # instruction to call the tool (and its retries) still apply.
+                logger.debug("tool_choice=<%s> | not sent: extended thinking is enabled", tool_choice)
+            elif tool_choice:
                 # Converse's own shape: {"tool": {"name": ...}}, {"any": {}} or {"auto": {}}.
                 request["toolConfig"]["toolChoice"] = dict(tool_choice)
         inference: dict[str, Any] = {}
@@ -331,6 +335,11 @@ def _start_reader(client: Any, request: dict[str, Any]) -> _Inbox:
 
     threading.Thread(target=read, name="mooring-bedrock-stream", daemon=True).start()
     return inbox
+
+
+def _claude_thinking(fields: Mapping[str, Any]) -> bool:
+    thinking = fields.get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")
 
 
 def _guardrail_blocked(guardrail: Mapping[str, Any] | None, stop_reason: str | None) -> bool:

@@ -314,3 +314,24 @@ def test_with_other_tools_a_text_answer_is_followed_by_a_forced_call(
     assert forced_choice(provider, first) is None
     assert forced_choice(provider, second) == expected_choice(provider)
     assert "calling the Weather tool" in json.dumps(second["messages"][-1])
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "bedrock"])
+def test_with_extended_thinking_the_tool_is_asked_for_not_forced(
+    provider: str, wire: WireServer, aws_credentials: None
+) -> None:
+    # Claude refuses a forced tool choice while extended thinking is on.
+    thinking = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    if provider == "anthropic":
+        model: Any = AnthropicModel(
+            "claude-test", api_key="sk-ant-test", base_url=wire.url, additional_request_fields=thinking
+        )
+    else:
+        model = BedrockModel("anthropic.claude-test-v1:0", endpoint_url=wire.url, additional_request_fields=thinking)
+    wire.queue(tool_call_reply(provider, "call_t", "Weather", {"city": "Graz", "celsius": 11}))
+    agent = Agent(model=model, callback_handler=None)
+
+    assert agent.structured_output(Weather, "Graz?") == Weather(city="Graz", celsius=11)
+    [request] = wire.requests
+    assert forced_choice(provider, request.json) is None
+    assert sent_schema(provider, request.json) == Weather.model_json_schema()

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from mooring import Agent, tool
-from mooring.models import ScriptedModel, tool_call
+from mooring.models import Model, ScriptedModel, tool_call
 from mooring.session import FileSessionManager
 
 STORE = Path("structured-sessions")
@@ -45,9 +45,9 @@ def word_count(text: str) -> int:
     return len(text.split())
 
 
-def agent(model: object = None) -> Agent:
+def agent(model: Model | None = None) -> Agent:
     return Agent(
-        model=model,  # type: ignore[arg-type]
+        model=model,
         agent_id="assistant",
         tools=[word_count],
         session_manager=FileSessionManager("structured-demo", storage_dir=STORE),

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from mooring.errors import ModelNotAvailableError
+from mooring.errors import ModelError, ModelNotAvailableError, ModelThrottledError
 from mooring.models._retry import LoopLocal, RetryPolicy, retry_stream
 from mooring.types import Message, StreamEvent, tool_uses
+
+logger = logging.getLogger(__name__)
+
+
+def refuses_tool_choice(exc: ModelError) -> bool:
+    """Whether a provider error says the model does not take the request's tool choice
+    (Bedrock: "This model doesn't support the toolConfig.toolChoice.tool field")."""
+    if isinstance(exc, (ModelThrottledError, ModelNotAvailableError)):
+        return False
+    text = str(exc).lower()
+    return "toolchoice" in text or "tool_choice" in text
+
 
 #: Description of a tool declared only because the history calls it (see history_tool_specs).
 HISTORY_TOOL_DESCRIPTION = "Called earlier in this conversation; not available now. Do not call it."
@@ -92,6 +105,26 @@ class RetryingProvider:
     ) -> AsyncIterator[StreamEvent]:
         """Stream Converse events for ``messages``; see :class:`mooring.models.Model`."""
         request = self.format_request(messages, tool_specs, system_prompt, tool_choice=tool_choice)
+        started = False
+        try:
+            async for event in retry_stream(
+                lambda: self._stream_once(request), self.retry_policy, provider=self.provider_name
+            ):
+                started = True
+                yield event
+            return
+        except ModelError as exc:
+            if started or not tool_choice or not refuses_tool_choice(exc):
+                raise
+            # Some models take tools but no forced choice (Bedrock: Llama, Mistral; some
+            # compatible servers): ask again without it, and let the agent's retries do the rest.
+            logger.warning(
+                "provider=<%s>, model=<%s> | tool_choice refused, sent without it: %s",
+                self.provider_name,
+                self.model_id,
+                exc,
+            )
+        request = self.format_request(messages, tool_specs, system_prompt)
         async for event in retry_stream(
             lambda: self._stream_once(request), self.retry_policy, provider=self.provider_name
         ):

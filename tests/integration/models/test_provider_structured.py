@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provider_wire import Reply, WireServer, eventstream_reply, load, sse_reply
+from provider_wire import Reply, WireServer, eventstream_reply, json_reply, load, sse_reply
 from pydantic import BaseModel
 
 from mooring import Agent
@@ -335,3 +335,23 @@ def test_with_extended_thinking_the_tool_is_asked_for_not_forced(
     [request] = wire.requests
     assert forced_choice(provider, request.json) is None
     assert sent_schema(provider, request.json) == Weather.model_json_schema()
+
+
+def test_a_model_that_refuses_the_forced_choice_is_asked_without_it(wire: WireServer, aws_credentials: None) -> None:
+    # Bedrock's answer for models that take tools but no forced choice (Llama, Mistral).
+    refusal = json_reply(
+        400,
+        {
+            "message": "This model doesn't support the toolConfig.toolChoice.tool field. "
+            "Remove toolConfig.toolChoice.tool and try again."
+        },
+        {"x-amzn-ErrorType": "ValidationException:http://internal.amazon.com/coral/com.amazon.bedrock/"},
+    )
+    wire.queue(refusal, tool_call_reply("bedrock", "call_l", "Weather", {"city": "Lima", "celsius": 19}))
+    agent = Agent(model=build("bedrock", wire), callback_handler=None)
+
+    assert agent.structured_output(Weather, "Lima?") == Weather(city="Lima", celsius=19)
+    first, second = (r.json for r in wire.requests)
+    assert forced_choice("bedrock", first) == {"tool": {"name": "Weather"}}
+    assert forced_choice("bedrock", second) is None
+    assert sent_schema("bedrock", second) == Weather.model_json_schema()

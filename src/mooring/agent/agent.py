@@ -155,6 +155,7 @@ class Agent:
         return run_sync(self.structured_output_async(output_model, prompt))
 
     async def structured_output_async(self, output_model: type[T], prompt: str | list[ContentBlock] | None = None) -> T:
+        """The async form of :meth:`structured_output`."""
         result = await self.invoke_async(prompt, structured_output_model=output_model)
         value: T = result.structured_output
         return value
@@ -186,6 +187,8 @@ class Agent:
             if structured_output_model is None
             else StructuredOutputRun(structured_output_model, retries=self.structured_output_retries)
         )
+        if structured is not None:
+            structured.tool_specs(self.tool_registry.specs)  # a name clash is refused before anything runs
         if not self._invocation_lock.acquire(blocking=False):
             raise ConcurrentInvocationError(
                 f"agent {self.agent_id!r} is already running an invocation; wait for it to finish "

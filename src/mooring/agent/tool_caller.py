@@ -109,12 +109,9 @@ async def call_tool(
         if user_message_override:
             note["content"].insert(0, {"text": f"{user_message_override}\n"})
         closing: Message = {"role": "assistant", "content": [{"text": f"agent.tool.{tool_name} was called."}]}
-        for message in (
-            note,
-            {"role": "assistant", "content": [{"toolUse": use}]},
-            {"role": "user", "content": [{"toolResult": tool_result}]},
-            closing,
-        ):
+        call: Message = {"role": "assistant", "content": [{"toolUse": use}]}
+        answer: Message = {"role": "user", "content": [{"toolResult": tool_result}]}
+        for message in (note, call, answer, closing):
             await agent._append_message(message)
         result = AgentResult(stop_reason="end_turn", message=closing, cycles=0, state=agent.state.get())
         return tool_result

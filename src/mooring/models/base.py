@@ -23,10 +23,11 @@ class Model(Protocol):
     copy): read it, never change a message or a block in place. A model that needs a
     changed version builds new dicts, as every provider here does when it formats a request.
 
-    ``tool_choice`` is Converse-style: ``{"tool": {"name": NAME}}`` means the model must
-    call that tool (structured output sends it), ``{"any": {}}`` some tool, ``{"auto": {}}``
-    or ``None`` the model's own choice. Every model mooring ships takes it; a custom model
-    may leave the keyword out, and the agent then asks for the tool in words only.
+    A model may also take a keyword-only ``tool_choice`` (every model mooring ships does),
+    Converse-style: ``{"tool": {"name": NAME}}`` means the model must call that tool
+    (structured output sends it), ``{"any": {}}`` some tool, ``{"auto": {}}`` or ``None`` the
+    model's own choice. The agent passes it only to a model whose ``stream`` accepts it; one
+    that leaves it out is asked for the tool in words only.
     """
 
     def stream(
@@ -34,8 +35,6 @@ class Model(Protocol):
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
-        *,
-        tool_choice: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]: ...
 
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from mooring.models.base import message_to_events
-from mooring.types import Message, StreamEvent, text_of, tool_result_ids
+from mooring.types import Message, StreamEvent, ToolUse, text_of, tool_result_ids
 
 PREFIX = "[offline model] "
 
@@ -70,7 +70,7 @@ class OfflineModel:
         prompt = text_of(prompts[-1]) if prompts else ""
         schema = spec.get("inputSchema", {}).get("json", {})
         filler = _Filler(prompt, schema.get("$defs", {}))
-        use = {"toolUseId": f"offline-{next(self._ids)}", "name": spec["name"], "input": filler.value(schema)}
+        use: ToolUse = {"toolUseId": f"offline-{next(self._ids)}", "name": spec["name"], "input": filler.value(schema)}
         return {"role": "assistant", "content": [{"toolUse": use}]}
 
     def _reply(self, messages: list[Message], tool_specs: list[dict[str, Any]]) -> Message:

@@ -284,7 +284,14 @@ class FileSessionRepository(FileTree, ThreadedRepository):
                     f"in session {session_id!r}",
                     head=head,
                 )
-            temps = [_fs.write_temp(mfd, encode(r.to_dict()), self.durable) for r in messages]
+            temps: list[_fs.Temp] = []
+            try:
+                for r in messages:
+                    temps.append(_fs.write_temp(mfd, encode(r.to_dict()), self.durable, unnamed=True))
+            except BaseException:
+                for temp in temps:
+                    _fs.discard(mfd, temp)
+                raise
             published = 0
             try:
                 for record, temp in zip(messages, temps, strict=False):
@@ -298,7 +305,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
                     published += 1
             finally:
                 for temp in temps[published + 1 :]:
-                    _fs._unlink_quietly(mfd, temp)
+                    _fs.discard(mfd, temp)
                 if published and self.durable:
                     _fs.fsync_dir(mfd)
             return messages[-1].message_id + 1

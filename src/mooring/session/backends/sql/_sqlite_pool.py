@@ -132,6 +132,7 @@ class SQLiteConnections:
                 # Some file systems (network mounts) cannot share WAL memory: still correct, slower.
                 logger.warning("path=<%s> | WAL mode unavailable, using journal_mode=%s", self.path, mode)
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durability == 'fsync' else 'NORMAL'}")
+            conn.execute("PRAGMA mmap_size = 268435456")
         except BaseException:
             conn.close()
             raise

@@ -39,6 +39,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise missing_extra("postgres", exc.name or "psycopg") from exc
 
+from mooring._gc import PAUSE_FROM, collection_paused
 from mooring._ids import validate_id
 from mooring._json import find_unstorable
 from mooring.errors import (
@@ -388,8 +389,10 @@ class PostgresSessionRepository(_sql.SQLRepository[Conn]):
         if end is not None:
             query += " AND message_id < %s"
             params += (end,)
-        rows = conn.execute(self._q(query + " ORDER BY message_id"), params).fetchall()
-        return _sql.decode_messages(self.describe(), session_id, agent_id, rows)
+        # The fetched rows are as many tracked objects as the records: pause from the fetch on.
+        with collection_paused(PAUSE_FROM if end is None else end - max(start, 0)):
+            rows = conn.execute(self._q(query + " ORDER BY message_id"), params).fetchall()
+            return _sql.decode_messages(self.describe(), session_id, agent_id, rows)
 
     @_sql.lends_connection
     def _update_message(self, conn: Conn, session_id: str, agent_id: str, message: MessageRecord) -> None:

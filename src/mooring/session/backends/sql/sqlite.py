@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from typing_extensions import Self
 
+from mooring._gc import PAUSE_FROM, collection_paused
 from mooring._ids import validate_id
 from mooring.errors import (
     ConfigurationError,
@@ -359,8 +360,10 @@ class SQLiteSessionRepository(_sql.SQLRepository[sqlite3.Connection]):
         if end is not None:
             query += " AND message_id < ?"
             params += (end,)
-        rows = conn.execute(query + " ORDER BY message_id", params).fetchall()
-        return _sql.decode_messages(self.describe(), session_id, agent_id, rows)
+        # The fetched rows are as many tracked objects as the records: pause from the fetch on.
+        with collection_paused(PAUSE_FROM if end is None else end - max(start, 0)):
+            rows = conn.execute(query + " ORDER BY message_id", params).fetchall()
+            return _sql.decode_messages(self.describe(), session_id, agent_id, rows)
 
     @_sql.lends_connection
     def _update_message(self, conn: sqlite3.Connection, session_id: str, agent_id: str, message: MessageRecord) -> None:

@@ -20,6 +20,7 @@ from mooring.errors import (
     MooringError,
     SessionNotFoundError,
     StorageUnavailableError,
+    StructuredOutputError,
     UnstorableContentError,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "SessionNotFoundError",
     "SlidingWindowConversationManager",
     "StorageUnavailableError",
+    "StructuredOutputError",
     "SummarizingConversationManager",
     "ToolContext",
     "UnstorableContentError",

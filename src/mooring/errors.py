@@ -76,6 +76,28 @@ class ContextWindowOverflowError(ModelError):
     """The conversation no longer fits the model's context window."""
 
 
+class StructuredOutputError(ModelError):
+    """The model did not produce a valid structured output within the allowed retries.
+
+    ``output_model`` is the pydantic class that was asked for, ``attempts`` how many answers
+    were tried, and ``errors`` the validation errors of the last one (pydantic's
+    ``errors()`` dicts; empty when the model never called the output tool).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        output_model: type | None = None,
+        attempts: int = 0,
+        errors: list[dict[str, object]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.output_model = output_model
+        self.attempts = attempts
+        self.errors: list[dict[str, object]] = list(errors or [])
+
+
 class ModelNotAvailableError(ModelError, ConfigurationError):
     """The requested model or provider cannot be used here (unknown name, missing SDK, credentials)."""
 

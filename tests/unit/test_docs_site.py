@@ -67,6 +67,7 @@ def page(site: Path, name: str) -> str:
         "backends/s3",
         "backends/memory",
         "concurrency",
+        "structured-output",
         "cli",
         "cli-json",
         "verify",

@@ -62,6 +62,7 @@ COVERED = {
     "two_processes.py",
     "cli_sessions.py",
     "long_conversation.py",
+    "structured_output.py",
 }
 
 
@@ -92,6 +93,18 @@ def test_tools(tmp_path: Path) -> None:
     assert "The tool returned: HELLO THERE" in out
     assert "agent.state notes: ['buy milk']" in out
     assert "The tool reported an error: tool 'divide' failed: ZeroDivisionError" in out
+
+
+def test_structured_output(tmp_path: Path) -> None:
+    out = ok(run_example("structured_output.py", cwd=tmp_path))
+    assert "offline model: Weather(city='Paris', celsius=21.5)" in out
+    assert "after one retry: Weather(city='Oslo', celsius=-2.0)" in out
+    assert "the model was told: Weather input is not valid (celsius: Field required)" in out
+    assert "direct tool call: [{'json': 4}] (14 messages in the conversation)" in out
+    assert "a new Agent restored 14 messages" in out
+    again = ok(run_example("structured_output.py", cwd=tmp_path))
+    assert "a new Agent restored 30 messages" in again  # the first run's 16 stored messages, and this run's
+    assert (tmp_path / "structured-sessions" / "session_structured-demo").is_dir()
 
 
 def test_backend_by_url_defaults_to_sqlite_in_the_current_directory(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import copy
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mooring._ids import validate_id
 from mooring._sync import run_sync
@@ -27,6 +27,8 @@ from mooring.agent.hooks import (
 )
 from mooring.agent.result import AgentResult
 from mooring.agent.state import AgentState
+from mooring.agent.structured import DEFAULT_STRUCTURED_OUTPUT_RETRIES, StructuredOutputRun, accepts_tool_choice
+from mooring.agent.tool_caller import ToolCaller
 from mooring.agent.tools import ToolContext, ToolRegistry, error_result
 from mooring.errors import (
     ConcurrentInvocationError,
@@ -36,6 +38,11 @@ from mooring.errors import (
 )
 from mooring.models import Model, StreamAssembler, resolve_model
 from mooring.types import ContentBlock, Message, ToolResult, ToolUse, tool_result_ids, tool_uses
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    T = TypeVar("T", bound=BaseModel)
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +88,8 @@ class Agent:
         hooks: Iterable[HookProvider] = (),
         callback_handler: Callable[..., None] | None = _DEFAULT,
         max_cycles: int = 25,
+        structured_output_retries: int = DEFAULT_STRUCTURED_OUTPUT_RETRIES,
+        record_direct_tool_call: bool = True,
     ) -> None:
         if session_manager is not None and agent_id is None:
             raise MissingAgentIdError(
@@ -102,6 +111,10 @@ class Agent:
         if not isinstance(max_cycles, int) or max_cycles < 1:
             raise ValueError(f"max_cycles must be a positive int, got {max_cycles!r}")
         self.max_cycles = max_cycles
+        #: Invalid structured outputs the model may correct before StructuredOutputError.
+        self.structured_output_retries = structured_output_retries
+        #: Whether ``agent.tool.NAME(...)`` records the call in the conversation by default.
+        self.record_direct_tool_call = record_direct_tool_call
         self.session_manager = session_manager
         self.hooks = HookRegistry()
         if session_manager is not None:
@@ -113,27 +126,69 @@ class Agent:
 
     # -- invocation ---------------------------------------------------------------------------
 
-    def __call__(self, prompt: str | list[ContentBlock] | None = None) -> AgentResult:
-        """Run one invocation synchronously; works in scripts and inside a running event loop."""
-        return run_sync(self.invoke_async(prompt))
+    def __call__(
+        self, prompt: str | list[ContentBlock] | None = None, *, structured_output_model: type[BaseModel] | None = None
+    ) -> AgentResult:
+        """Run one invocation synchronously; works in scripts and inside a running event loop.
 
-    async def invoke_async(self, prompt: str | list[ContentBlock] | None = None) -> AgentResult:
+        With ``structured_output_model`` (a pydantic class) the answer is also returned as a
+        validated instance in ``result.structured_output``; see :meth:`structured_output`.
+        """
+        return run_sync(self.invoke_async(prompt, structured_output_model=structured_output_model))
+
+    def structured_output(self, output_model: type[T], prompt: str | list[ContentBlock] | None = None) -> T:
+        """Run one invocation whose answer is a validated ``output_model`` instance.
+
+        The model is made to call a tool whose input schema is ``output_model``'s JSON schema;
+        an invalid answer is sent back as an error tool result, at most
+        ``structured_output_retries`` times, then :class:`~mooring.errors.StructuredOutputError`
+        is raised. The calls are part of the conversation and stored like any turn.
+
+        Example::
+
+            class Weather(BaseModel):
+                city: str
+                celsius: float
+
+            weather = agent.structured_output(Weather, "What is the weather in Paris?")
+        """
+        return run_sync(self.structured_output_async(output_model, prompt))
+
+    async def structured_output_async(self, output_model: type[T], prompt: str | list[ContentBlock] | None = None) -> T:
+        """The async form of :meth:`structured_output`."""
+        result = await self.invoke_async(prompt, structured_output_model=output_model)
+        value: T = result.structured_output
+        return value
+
+    async def invoke_async(
+        self, prompt: str | list[ContentBlock] | None = None, *, structured_output_model: type[BaseModel] | None = None
+    ) -> AgentResult:
         result: AgentResult | None = None
-        async for event in self.stream_async(prompt):
+        async for event in self.stream_async(prompt, structured_output_model=structured_output_model):
             self.callback_handler(**event)
             if "result" in event:
                 result = event["result"]
         assert result is not None
         return result
 
-    async def stream_async(self, prompt: str | list[ContentBlock] | None = None) -> AsyncIterator[dict[str, Any]]:
+    async def stream_async(
+        self, prompt: str | list[ContentBlock] | None = None, *, structured_output_model: type[BaseModel] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Run one invocation, yielding events as they happen.
 
         Events are dicts: ``{"data": text}`` for answer text as it streams, ``{"event": raw}``
         for every raw model event, ``{"tool_use": ...}`` / ``{"tool_result": ...}`` around
         tool calls, ``{"message": msg}`` for each message added, and finally
-        ``{"result": AgentResult}``.
+        ``{"result": AgentResult}`` (with ``structured_output`` set when a
+        ``structured_output_model`` was given).
         """
+        structured = (
+            None
+            if structured_output_model is None
+            else StructuredOutputRun(structured_output_model, retries=self.structured_output_retries)
+        )
+        if structured is not None:
+            structured.tool_specs(self.tool_registry.specs)  # a name clash is refused before anything runs
         if not self._invocation_lock.acquire(blocking=False):
             raise ConcurrentInvocationError(
                 f"agent {self.agent_id!r} is already running an invocation; wait for it to finish "
@@ -145,10 +200,16 @@ class Agent:
             await self.hooks.invoke(BeforeInvocation(agent=self))
             await self.repair_conversation_tail()
             prompt_messages = self._prompt_messages(prompt)
+            if (
+                structured is not None
+                and not prompt_messages
+                and (not self.messages or self.messages[-1]["role"] == "assistant")
+            ):
+                prompt_messages = [structured.instruction()]  # no prompt: ask for the output of the conversation so far
             for message in prompt_messages:
                 await self._append_message(message)
             try:
-                async for event in self._cycle_loop():
+                async for event in self._cycle_loop(structured):
                     if "result" in event:
                         result = event["result"]
                     yield event
@@ -207,7 +268,9 @@ class Agent:
         logger.info("agent_id=<%s> | closed an unfinished turn", self.agent_id)
         return True
 
-    async def _cycle_loop(self) -> AsyncIterator[dict[str, Any]]:
+    async def _cycle_loop(self, structured: StructuredOutputRun | None = None) -> AsyncIterator[dict[str, Any]]:
+        specs = self.tool_registry.specs if structured is None else structured.tool_specs(self.tool_registry.specs)
+        forcing = structured is not None and accepts_tool_choice(self.model)
         cycles = 0
         overflows = 0
         usage = {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0}
@@ -226,7 +289,9 @@ class Agent:
                 # fits it into the budget first; truncated tool results are copies, so what is
                 # stored keeps them whole.
                 model_input = await self.conversation_manager.prepare_model_input(self)
-                async for event in self.model.stream(model_input, self.tool_registry.specs, self.system_prompt):
+                choice = structured.tool_choice(other_tools=bool(self.tool_registry.names)) if structured else None
+                extra = {"tool_choice": choice} if forcing and choice is not None else {}
+                async for event in self.model.stream(model_input, specs, self.system_prompt, **extra):
                     redaction_before = assembler.redaction
                     text = assembler.feed(event)
                     yield {"event": event}
@@ -255,30 +320,68 @@ class Agent:
             await self._append_message(message)
             yield {"message": message}
             uses = tool_uses(message)
-            if assembler.stop_reason == "tool_use" and uses:
-                for use in uses:
-                    yield {"tool_use": use}
-                import asyncio  # imported by the first call, as in mooring._sync
-
-                results = await asyncio.gather(*(self._run_tool(use) for use in uses))
-                for tool_result in results:
-                    yield {"tool_result": tool_result}
-                result_message: Message = {"role": "user", "content": [{"toolResult": r} for r in results]}
-                await self._append_message(result_message)
-                yield {"message": result_message}
+            # A forced tool call may come with stop reason "end_turn" (OpenAI says "stop").
+            if uses and (assembler.stop_reason == "tool_use" or structured is not None):
+                async for event in self._tool_round(uses, structured):
+                    yield event
+            if structured is not None:
+                answer = await self._structured_step(structured, uses)
+                if answer is None:
+                    continue
+                message = answer
+                yield {"message": message}
+            elif uses and assembler.stop_reason == "tool_use":
                 continue
             yield {
                 "result": AgentResult(
-                    stop_reason=assembler.stop_reason,
+                    stop_reason="end_turn" if structured is not None else assembler.stop_reason,
                     message=message,
                     usage=usage,
                     cycles=cycles,
                     state=self.state.get(),
+                    structured_output=structured.value if structured is not None else None,
                 )
             }
             return
 
-    async def _run_tool(self, use: ToolUse) -> ToolResult:
+    async def _tool_round(
+        self, uses: list[ToolUse], structured: StructuredOutputRun | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Run the tool calls of one answer (in parallel) and add their results."""
+        for use in uses:
+            yield {"tool_use": use}
+        import asyncio  # imported by the first call, as in mooring._sync
+
+        results = await asyncio.gather(*(self._run_tool(use, structured) for use in uses))
+        for tool_result in results:
+            yield {"tool_result": tool_result}
+        result_message: Message = {"role": "user", "content": [{"toolResult": r} for r in results]}
+        await self._append_message(result_message)
+        yield {"message": result_message}
+
+    async def _structured_step(self, structured: StructuredOutputRun, uses: list[ToolUse]) -> Message | None:
+        """After an answer of a structured-output turn: the closing message once the output
+        validated, else ``None`` to call the model again (or StructuredOutputError)."""
+        if structured.value is not None:
+            answer = structured.answer_message()
+            await self._append_message(answer)
+            return answer
+        if uses and not any(structured.owns(u) for u in uses):
+            return None  # other tools ran; the model goes on
+        if not uses:
+            # Answered in text: ask again for the tool; this counts as a failed attempt.
+            if structured.note_failure(called=False):
+                raise structured.error()
+            await self._append_message(structured.instruction())
+            return None
+        if structured.note_failure(called=True):
+            await self._append_message(structured.failure_message())
+            raise structured.error()
+        return None
+
+    async def _run_tool(self, use: ToolUse, structured: StructuredOutputRun | None = None) -> ToolResult:
+        if structured is not None and structured.owns(use):
+            return structured.handle(use)
         await self.hooks.invoke(BeforeToolCall(agent=self, tool_use=use))
         found = self.tool_registry.get(use["name"])
         if found is None:
@@ -298,6 +401,12 @@ class Agent:
                 return
 
     # -- conveniences -------------------------------------------------------------------------
+
+    @property
+    def tool(self) -> ToolCaller:
+        """Direct tool calls: ``agent.tool.word_count(text="...")`` runs the tool and records
+        the call in the conversation (see :class:`~mooring.agent.tool_caller.ToolCaller`)."""
+        return ToolCaller(self)
 
     @property
     def tool_names(self) -> list[str]:

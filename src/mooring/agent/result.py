@@ -17,6 +17,8 @@ class AgentResult:
     usage: dict[str, int] = field(default_factory=lambda: {"inputTokens": 0, "outputTokens": 0, "totalTokens": 0})
     cycles: int = 1
     state: dict[str, Any] = field(default_factory=dict)
+    #: The validated pydantic instance when the invocation asked for ``structured_output_model``.
+    structured_output: Any = None
 
     @property
     def text(self) -> str:

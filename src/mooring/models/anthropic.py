@@ -14,7 +14,7 @@ from mooring.errors import (
     ModelThrottledError,
     missing_extra,
 )
-from mooring.models._provider import RetryingProvider
+from mooring.models._provider import RetryingProvider, history_tool_specs
 from mooring.models._retry import (
     IMAGE_MIME,
     TEXT_DOCUMENT_MIME,
@@ -123,6 +123,8 @@ class AnthropicModel(RetryingProvider):
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments for ``client.messages.create`` (without ``stream``)."""
         request: dict[str, Any] = {
@@ -132,6 +134,7 @@ class AnthropicModel(RetryingProvider):
         }
         if system_prompt:
             request["system"] = system_prompt
+        tool_specs = tool_specs or history_tool_specs(messages)
         if tool_specs:
             request["tools"] = [
                 {
@@ -141,6 +144,12 @@ class AnthropicModel(RetryingProvider):
                 }
                 for spec in tool_specs
             ]
+            if tool_choice and thinking_enabled(self.additional_request_fields):
+                # The API refuses a forced tool choice with extended thinking on; the agent's
+                # instruction to call the tool (and its retries) still apply.
+                logger.debug("tool_choice=<%s> | not sent: extended thinking is enabled", tool_choice)
+            elif tool_choice:
+                request["tool_choice"] = format_tool_choice(tool_choice)
         # Through extra_body rather than keyword arguments: the SDK's signature changes across
         # versions (recent ones dropped ``temperature``), the request body does not.
         extra: dict[str, Any] = {}
@@ -203,6 +212,21 @@ class AnthropicModel(RetryingProvider):
         if isinstance(exc, sdk.AnthropicError):
             return ModelError(f"Anthropic request for {self.model_id} failed: {exc}")
         return None
+
+
+def thinking_enabled(fields: Mapping[str, Any]) -> bool:
+    """Whether request fields turn Claude's extended thinking on (which refuses a forced tool choice)."""
+    thinking = fields.get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")
+
+
+def format_tool_choice(choice: Mapping[str, Any]) -> dict[str, Any]:
+    """Anthropic's ``tool_choice`` for a Converse-style one."""
+    if "tool" in choice:
+        return {"type": "tool", "name": choice["tool"]["name"]}
+    if "any" in choice:
+        return {"type": "any"}
+    return {"type": "auto"}
 
 
 # -- mooring messages -> Anthropic ------------------------------------------------------------

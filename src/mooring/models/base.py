@@ -22,6 +22,12 @@ class Model(Protocol):
     ``messages`` is the agent's own history (a fresh list of the same message dicts, not a
     copy): read it, never change a message or a block in place. A model that needs a
     changed version builds new dicts, as every provider here does when it formats a request.
+
+    A model may also take a keyword-only ``tool_choice`` (every model mooring ships does),
+    Converse-style: ``{"tool": {"name": NAME}}`` means the model must call that tool
+    (structured output sends it), ``{"any": {}}`` some tool, ``{"auto": {}}`` or ``None`` the
+    model's own choice. The agent passes it only to a model whose ``stream`` accepts it; one
+    that leaves it out is asked for the tool in words only.
     """
 
     def stream(

@@ -20,7 +20,7 @@ from mooring.errors import (
     ModelThrottledError,
     missing_extra,
 )
-from mooring.models._provider import RetryingProvider
+from mooring.models._provider import RetryingProvider, history_tool_specs
 from mooring.models._retry import as_bytes
 from mooring.types import Message, StreamEvent
 
@@ -156,6 +156,8 @@ class BedrockModel(RetryingProvider):
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments for ``converse_stream``.
 
@@ -166,8 +168,16 @@ class BedrockModel(RetryingProvider):
         request: dict[str, Any] = {"modelId": self.model_id, "messages": list(messages)}
         if system_prompt:
             request["system"] = [{"text": system_prompt}]
+        tool_specs = tool_specs or history_tool_specs(messages)
         if tool_specs:
             request["toolConfig"] = {"tools": [{"toolSpec": spec} for spec in tool_specs]}
+            if tool_choice and _claude_thinking(self.additional_request_fields):
+                # Claude refuses a forced tool choice with extended thinking on; the agent's
+                # instruction to call the tool (and its retries) still apply.
+                logger.debug("tool_choice=<%s> | not sent: extended thinking is enabled", tool_choice)
+            elif tool_choice:
+                # Converse's own shape: {"tool": {"name": ...}}, {"any": {}} or {"auto": {}}.
+                request["toolConfig"]["toolChoice"] = dict(tool_choice)
         inference: dict[str, Any] = {}
         if self.max_tokens is not None:
             inference["maxTokens"] = self.max_tokens
@@ -325,6 +335,11 @@ def _start_reader(client: Any, request: dict[str, Any]) -> _Inbox:
 
     threading.Thread(target=read, name="mooring-bedrock-stream", daemon=True).start()
     return inbox
+
+
+def _claude_thinking(fields: Mapping[str, Any]) -> bool:
+    thinking = fields.get("thinking")
+    return isinstance(thinking, Mapping) and thinking.get("type") not in (None, "disabled")
 
 
 def _guardrail_blocked(guardrail: Mapping[str, Any] | None, stop_reason: str | None) -> bool:

@@ -2,7 +2,11 @@
 
 It answers from the conversation it is given, so that memory is visible: asked "What did I
 just ask you?" it quotes the previous user question. When the prompt names one of the
-agent's tools it calls that tool, with arguments taken from the prompt.
+agent's tools it calls that tool, with arguments taken from the prompt. A forced tool choice
+(structured output) is obeyed: it calls that tool with input built from the tool's JSON
+schema (numbers and quoted strings from the prompt, else placeholders), which validates for
+the common pydantic models (scalars, enums, nested models, lists, optionals); a schema with
+constraints it cannot guess (patterns, minimum lengths) may not.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from mooring.models.base import message_to_events
-from mooring.types import Message, StreamEvent, text_of, tool_result_ids
+from mooring.types import Message, StreamEvent, ToolUse, text_of, tool_result_ids
 
 PREFIX = "[offline model] "
 
@@ -44,8 +48,15 @@ class OfflineModel:
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        reply = self._reply(list(messages), list(tool_specs or []))
+        forced = (tool_choice or {}).get("tool", {}).get("name")
+        spec = next((s for s in tool_specs or [] if s["name"] == forced), None)
+        if spec is not None:
+            reply = self._forced_call(list(messages), spec)
+        else:
+            reply = self._reply(list(messages), list(tool_specs or []))
         # Counted like a provider would: everything sent (tool results, specs, system prompt).
         prompt_chars = len(json.dumps([list(messages), list(tool_specs or []), system_prompt], default=str))
         out_chars = len(str(reply))
@@ -53,6 +64,14 @@ class OfflineModel:
         usage["totalTokens"] = usage["inputTokens"] + usage["outputTokens"]
         for event in message_to_events(reply, usage=usage, chunk_size=self.chunk_size):
             yield event
+
+    def _forced_call(self, messages: list[Message], spec: dict[str, Any]) -> Message:
+        prompts = [m for m in messages if m["role"] == "user" and not tool_result_ids(m) and text_of(m)]
+        prompt = text_of(prompts[-1]) if prompts else ""
+        schema = spec.get("inputSchema", {}).get("json", {})
+        filler = _Filler(prompt, schema.get("$defs", {}))
+        use: ToolUse = {"toolUseId": f"offline-{next(self._ids)}", "name": spec["name"], "input": filler.value(schema)}
+        return {"role": "assistant", "content": [{"toolUse": use}]}
 
     def _reply(self, messages: list[Message], tool_specs: list[dict[str, Any]]) -> Message:
         last = messages[-1] if messages else None
@@ -117,6 +136,48 @@ def _arguments(prompt: str, spec: dict[str, Any]) -> dict[str, Any]:
         elif kind == "string":
             args[name] = quoted.pop(0) if quoted else prompt
     return args
+
+
+class _Filler:
+    """A value for a JSON schema, taking numbers and quoted strings from the prompt in order."""
+
+    def __init__(self, prompt: str, defs: dict[str, Any]) -> None:
+        self.numbers = _NUMBER.findall(prompt)
+        self.quoted = re.findall(r'"([^"]*)"', prompt)
+        self.prompt = prompt
+        self.defs = defs
+
+    def value(self, schema: dict[str, Any], depth: int = 0) -> Any:
+        if depth > 8:
+            return None
+        if "$ref" in schema:
+            return self.value(self.defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), depth + 1)
+        if "default" in schema:
+            return schema["default"]
+        if "const" in schema:
+            return schema["const"]
+        if schema.get("enum"):
+            return schema["enum"][0]
+        for key in ("anyOf", "oneOf", "allOf"):
+            options = [o for o in schema.get(key, []) if o.get("type") != "null"]
+            if options:
+                return self.value(options[0], depth + 1)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), None)
+        if kind == "object" or "properties" in schema:
+            properties: dict[str, Any] = schema.get("properties", {})
+            return {name: self.value(prop, depth + 1) for name, prop in properties.items()}
+        if kind == "array":
+            return []
+        if kind in ("integer", "number"):
+            raw = self.numbers.pop(0) if self.numbers else "0"
+            return int(float(raw)) if kind == "integer" else float(raw)
+        if kind == "boolean":
+            return False
+        if kind == "string":
+            return self.quoted.pop(0) if self.quoted else self.prompt
+        return None
 
 
 def _summarize_results(message: Message) -> str:

@@ -137,6 +137,8 @@ class OpenAIModel(RetryingProvider):
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The keyword arguments for ``client.chat.completions.create``."""
         request: dict[str, Any] = {
@@ -157,6 +159,8 @@ class OpenAIModel(RetryingProvider):
                 }
                 for spec in tool_specs
             ]
+            if tool_choice:
+                request["tool_choice"] = format_tool_choice(tool_choice)
         if self.max_tokens is not None:
             # OpenAI's newer models only accept max_completion_tokens; compatible servers
             # (Ollama, vLLM, LM Studio) only know max_tokens.
@@ -273,6 +277,15 @@ def ollama_base_url(host: str | None = None) -> str:
     port = parts.port or (11434 if parts.scheme == "http" else None)
     netloc = f"{hostname}:{port}" if port else hostname
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}/v1"
+
+
+def format_tool_choice(choice: Mapping[str, Any]) -> str | dict[str, Any]:
+    """The chat-completions ``tool_choice`` for a Converse-style one."""
+    if "tool" in choice:
+        return {"type": "function", "function": {"name": choice["tool"]["name"]}}
+    if "any" in choice:
+        return "required"
+    return "auto"
 
 
 # -- mooring messages -> chat completions messages -------------------------------------------

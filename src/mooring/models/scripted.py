@@ -21,6 +21,7 @@ class ModelCall:
     messages: list[Message]
     tool_specs: list[dict[str, Any]]
     system_prompt: str | None
+    tool_choice: dict[str, Any] | None = None
 
 
 def tool_call(name: str, input: dict[str, Any] | None = None, tool_use_id: str | None = None) -> ContentBlock:
@@ -77,12 +78,15 @@ class ScriptedModel:
         messages: Sequence[Message],
         tool_specs: Sequence[dict[str, Any]] | None = None,
         system_prompt: str | None = None,
+        *,
+        tool_choice: dict[str, Any] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         self.calls.append(
             ModelCall(
                 messages=copy.deepcopy(list(messages)),
                 tool_specs=list(tool_specs or []),
                 system_prompt=system_prompt,
+                tool_choice=copy.deepcopy(tool_choice),
             )
         )
         response = self._next()

@@ -223,13 +223,18 @@ class Agent:
             error = exc
             raise
         finally:
+            await self._finish_invocation(result, error)
+
+    async def _finish_invocation(self, result: AgentResult | None, error: BaseException | None) -> None:
+        """The end of every invocation, whatever happened: the window is trimmed, then
+        ``AfterInvocation`` fires (the session writes the turn there), then the lock is freed."""
+        try:
             try:
-                try:
-                    await self.conversation_manager.apply_management_async(self)
-                finally:
-                    await self.hooks.invoke(AfterInvocation(agent=self, result=result, error=error))
+                await self.conversation_manager.apply_management_async(self)
             finally:
-                self._invocation_lock.release()
+                await self.hooks.invoke(AfterInvocation(agent=self, result=result, error=error))
+        finally:
+            self._invocation_lock.release()
 
     def _prompt_messages(self, prompt: str | list[ContentBlock] | None) -> list[Message]:
         if prompt is None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mooring._sync import run_sync
-from mooring.agent.hooks import AfterInvocation, BeforeInvocation
+from mooring.agent.hooks import BeforeInvocation
 from mooring.agent.result import AgentResult
 from mooring.errors import ConcurrentInvocationError
 from mooring.types import Message, ToolResult, ToolUse
@@ -119,13 +119,7 @@ async def call_tool(
         error = exc
         raise
     finally:
-        try:
-            try:
-                await agent.conversation_manager.apply_management_async(agent)
-            finally:
-                await agent.hooks.invoke(AfterInvocation(agent=agent, result=result, error=error))
-        finally:
-            agent._invocation_lock.release()
+        await agent._finish_invocation(result, error)
 
 
 def _recorded_input(agent: Agent, tool_name: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from mooring.types import tool_result_ids, tool_uses
@@ -54,3 +60,15 @@ def valid_alternation(messages: list[dict[str, Any]]) -> bool:
         if tool_uses(before) and sorted(tool_result_ids(after)) != sorted(u["toolUseId"] for u in tool_uses(before)):
             return False
     return not messages or (messages[-1]["role"] == "assistant" and not tool_uses(messages[-1]))
+
+
+def run_and_kill(script: Path, store: str, mode: str, rng: random.Random) -> None:
+    """Start the child on ``store``, let it run turns for up to 120 ms, then SIGKILL it."""
+    child = subprocess.Popen([sys.executable, str(script), store, mode], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(rng.random() * 0.12)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.communicate()  # reaps the child and closes its stdout pipe

@@ -5,10 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +13,7 @@ from mooring import Agent
 from mooring.models import ScriptedModel
 from mooring.session import FileSessionManager
 
-from helpers.crash import CHILD, valid_alternation
+from helpers.crash import CHILD, run_and_kill, valid_alternation
 
 
 def _scan_for_torn_records(root: Path) -> list[str]:
@@ -40,14 +36,7 @@ def test_one_hundred_kill_nine_trials(tmp_path: Path, mode: str) -> None:
     trials = int(os.environ.get("MOORING_CRASH_TRIALS", "100"))
     repaired = 0
     for trial in range(trials):
-        child = subprocess.Popen([sys.executable, str(script), str(store), mode], stdout=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-            time.sleep(rng.random() * 0.12)
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.communicate()  # reaps the child and closes its stdout pipe
+        run_and_kill(script, str(store), mode, rng)
 
         assert _scan_for_torn_records(store) == [], f"trial {trial}: torn record"
         manager = FileSessionManager(session_id="crashy", storage_dir=store, durability="none")

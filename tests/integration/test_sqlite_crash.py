@@ -6,11 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +15,7 @@ from mooring import Agent
 from mooring.models import ScriptedModel
 from mooring.session import RepositorySessionManager, open_repository
 
-from helpers.crash import CHILD, valid_alternation
+from helpers.crash import CHILD, run_and_kill, valid_alternation
 
 
 @pytest.mark.slow
@@ -33,14 +29,7 @@ def test_one_hundred_kill_nine_trials_on_sqlite(tmp_path: Path, mode: str) -> No
     trials = int(os.environ.get("MOORING_CRASH_TRIALS", "100"))
     repaired = 0
     for trial in range(trials):
-        child = subprocess.Popen([sys.executable, str(script), url, mode], stdout=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-            time.sleep(rng.random() * 0.12)
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.communicate()
+        run_and_kill(script, url, mode, rng)
 
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",), f"trial {trial}"

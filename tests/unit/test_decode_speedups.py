@@ -76,16 +76,21 @@ def test_pauses_nest_across_threads_and_resume_only_what_was_enabled() -> None:
         gc.enable()
 
 
+async def _long_session(repo: Any) -> None:
+    """Session "s", agent "a", with a range long enough for the collector to be paused."""
+    await repo.create_session(SessionRecord(session_id="s"))
+    await repo.create_agent("s", AgentRecord(agent_id="a"))
+    records = [
+        MessageRecord(message_id=i, message={"role": "user", "content": [{"text": str(i)}]})
+        for i in range(PAUSE_FROM + 10)
+    ]
+    await repo.append_messages("s", "a", records)
+
+
 def test_a_failed_decode_resumes_the_collector_and_names_the_file(tmp_path: Path) -> None:
     async def main() -> None:
         repo = FileSessionRepository(tmp_path)
-        await repo.create_session(SessionRecord(session_id="s"))
-        await repo.create_agent("s", AgentRecord(agent_id="a"))
-        records = [
-            MessageRecord(message_id=i, message={"role": "user", "content": [{"text": str(i)}]})
-            for i in range(PAUSE_FROM + 10)
-        ]
-        await repo.append_messages("s", "a", records)
+        await _long_session(repo)
         target = tmp_path / "session_s" / "agents" / "agent_a" / "messages" / "message_260.json"
         target.write_text('{"message": ')
         with pytest.raises(Exception, match=r"message_260\.json"):
@@ -104,13 +109,7 @@ def test_a_damaged_sqlite_row_in_a_long_range_is_named(tmp_path: Path) -> None:
 
     async def main() -> None:
         repo = SQLiteSessionRepository(tmp_path / "s.db")
-        await repo.create_session(SessionRecord(session_id="s"))
-        await repo.create_agent("s", AgentRecord(agent_id="a"))
-        records = [
-            MessageRecord(message_id=i, message={"role": "user", "content": [{"text": str(i)}]})
-            for i in range(PAUSE_FROM + 10)
-        ]
-        await repo.append_messages("s", "a", records)
+        await _long_session(repo)
         assert [r.message_id for r in await repo.read_messages("s", "a")] == list(range(PAUSE_FROM + 10))
         with sqlite3.connect(tmp_path / "s.db") as conn:
             conn.execute("UPDATE mooring_messages SET data = '{\"message\": ' WHERE message_id = 123")

@@ -382,8 +382,6 @@ class RepositorySessionManager(SessionManager):
                 message_id = tracked.next_id - (len(messages) - index)
                 self._check_storable(tracked, [message], message_id)
                 record = MessageRecord(message_id=message_id, message=message, redact_message=message)
-                if tracked.carried is not None and tracked.carried[0] == message_id + 1:
-                    record.extra = {WINDOW_START: tracked.carried[1]}  # the last message keeps the window
                 await self.repository.update_message(self.session_id, event.agent.agent_id, record)
                 return
 

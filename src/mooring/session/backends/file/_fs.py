@@ -190,11 +190,11 @@ def _write_all(fd: int, payload: bytes, durable: bool) -> None:
         os.fsync(fd)
 
 
-def write_temp(dfd: int, payload: bytes, durable: bool, *, unnamed: bool = False) -> Temp:
-    """Write ``payload`` to a fresh temp file in ``dfd``: its name, or with ``unnamed`` (for
-    :func:`publish_new`, where the platform has it) the fd of an unnamed one."""
+def write_new_temp(dfd: int, payload: bytes, durable: bool) -> Temp:
+    """Write ``payload`` to a temp file for :func:`publish_new`: unnamed where the platform
+    has them (its fd), else named (see :func:`write_temp`)."""
     global _unnamed_ok
-    if unnamed and _unnamed_ok:
+    if _unnamed_ok:
         try:
             fd = os.open(".", os.O_WRONLY | _O_UNNAMED | getattr(os, "O_CLOEXEC", 0), FILE_MODE, dir_fd=dfd)
         except OSError as exc:
@@ -208,6 +208,11 @@ def write_temp(dfd: int, payload: bytes, durable: bool, *, unnamed: bool = False
                 os.close(fd)
                 raise
             return fd
+    return write_temp(dfd, payload, durable)
+
+
+def write_temp(dfd: int, payload: bytes, durable: bool) -> str:
+    """Write ``payload`` to a fresh uniquely named temp file in ``dfd``; returns its name."""
     name = f"{TEMP_PREFIX}{uuid.uuid4().hex}.tmp"
     fd = os.open(name, _O_TEMP, FILE_MODE, dir_fd=dfd)
     try:
@@ -242,10 +247,7 @@ def publish_new(dfd: int, temp: Temp, name: str) -> bool:
         discard(dfd, temp)
 
 
-def publish_replace(dfd: int, temp: Temp, name: str) -> None:
-    if not isinstance(temp, str):  # rename needs a name: replaced records use named temps
-        os.close(temp)
-        raise TypeError("publish_replace needs a named temp file")
+def publish_replace(dfd: int, temp: str, name: str) -> None:
     try:
         os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     except BaseException:

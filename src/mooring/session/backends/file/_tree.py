@@ -135,7 +135,7 @@ class FileTree:
             os.close(afd)
 
     def _publish_new(self, dfd: int, name: str, data: dict[str, Any]) -> bool:
-        temp = _fs.write_temp(dfd, encode(data), self.durable, unnamed=True)
+        temp = _fs.write_new_temp(dfd, encode(data), self.durable)
         taken = not _fs.publish_new(dfd, temp, name)
         if not taken and self.durable:
             _fs.fsync_dir(dfd)

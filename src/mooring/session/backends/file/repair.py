@@ -287,7 +287,7 @@ class FileStoreInspector:
             try:
                 os.stat(name, dir_fd=mfd, follow_symlinks=False)
             except FileNotFoundError:
-                temp = _fs.write_temp(mfd, encode(record.to_dict()), True, unnamed=True)
+                temp = _fs.write_new_temp(mfd, encode(record.to_dict()), True)
                 if not _fs.publish_new(mfd, temp, name):
                     raise ValueError(f"{location} was written meanwhile; it is left as it is") from None
                 os.fsync(mfd)

@@ -287,7 +287,7 @@ class FileSessionRepository(FileTree, ThreadedRepository):
             temps: list[_fs.Temp] = []
             try:
                 for r in messages:
-                    temps.append(_fs.write_temp(mfd, encode(r.to_dict()), self.durable, unnamed=True))
+                    temps.append(_fs.write_new_temp(mfd, encode(r.to_dict()), self.durable))
             except BaseException:
                 for temp in temps:
                     _fs.discard(mfd, temp)

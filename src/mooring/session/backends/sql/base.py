@@ -13,7 +13,6 @@ from typing import Any, ClassVar, Concatenate, Generic, TypeVar
 
 from typing_extensions import ParamSpec
 
-from mooring._gc import collection_paused
 from mooring._json import BYTES_MARKER, loads
 from mooring.errors import CorruptRecordError
 from mooring.session._threaded import ThreadedRepository
@@ -98,14 +97,13 @@ def decode_message(raw: Any, message_id: int, where: str) -> MessageRecord:
 
 
 def decode_messages(store: str, session_id: str, agent_id: str, rows: list[Any]) -> list[MessageRecord]:
-    """Message records from ``(message_id, data)`` rows, with the collector paused for a long
-    range. The location of each row is formatted only when one fails to decode: the rows are
-    decoded again with their full names, so the error names the damaged one."""
-    with collection_paused(len(rows)):
-        try:
-            return [decode_message(data, mid, "") for mid, data in rows]
-        except CorruptRecordError:
-            pass
+    """Message records from ``(message_id, data)`` rows (callers pause the collector from the
+    fetch on, see ``mooring._gc``). The location of each row is formatted only when one fails to
+    decode: the rows are decoded again with their full names, so the error names the damaged one."""
+    try:
+        return [decode_message(data, mid, "") for mid, data in rows]
+    except CorruptRecordError:
+        pass
     return [decode_message(data, mid, message_where(store, session_id, agent_id, mid)) for mid, data in rows]
 
 
